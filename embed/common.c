@@ -1,0 +1,146 @@
+/* common.c - error text, logging sink and allocation seam (see common.h).
+ * The only global mutable state of the library lives here: the log sink and
+ * the fault-injection counter; the error text is thread-local. */
+#include "common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *status_names[QF_STATUS_COUNT] = {
+    [QF_OK]              = "ok",
+    [QF_ERR_IO]          = "i/o error",
+    [QF_ERR_FORMAT]      = "bad format",
+    [QF_ERR_SHAPE]       = "wrong shape",
+    [QF_ERR_MISSING]     = "missing",
+    [QF_ERR_NOMEM]       = "out of memory",
+    [QF_ERR_LIMIT]       = "limit exceeded",
+    [QF_ERR_ARG]         = "invalid argument",
+    [QF_ERR_DB]          = "database error",
+    [QF_ERR_INDEX]       = "vector index error",
+    [QF_ERR_MPI]         = "mpi error",
+    [QF_ERR_UNSUPPORTED] = "unsupported",
+    [QF_ERR_BUSY]        = "busy",
+};
+
+const char *qf_status_str(qf_status s) {
+    if ((unsigned)s >= QF_STATUS_COUNT) return "unknown status";
+    return status_names[s];
+}
+
+static _Thread_local char err_buf[2048];
+
+qf_status qf_errorf(qf_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+qf_status qf_error_prefix(qf_status s, const char *fmt, ...) {
+    char prefix[1024], old[sizeof err_buf];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err_buf, sizeof old);
+    size_t n = strlen(prefix);
+    if (n > sizeof err_buf - 3) n = sizeof err_buf - 3;
+    memcpy(err_buf, prefix, n);
+    memcpy(err_buf + n, ": ", 2);
+    size_t rest = sizeof err_buf - n - 3;
+    size_t m = strnlen(old, rest);
+    memcpy(err_buf + n + 2, old, m);
+    err_buf[n + 2 + m] = 0;
+    return s;
+}
+
+const char *qf_last_error(void) { return err_buf; }
+void qf_error_clear(void) { err_buf[0] = 0; }
+
+static void default_log(qf_log_level level, const char *msg, void *user) {
+    (void)user;
+    if (level >= QF_LOG_WARN) fprintf(stderr, "qformer: %s\n", msg);
+}
+
+static qf_log_fn log_fn = default_log;
+static void *log_user;
+
+void qf_log_set(qf_log_fn fn, void *user) {
+    log_fn = fn ? fn : default_log;
+    log_user = user;
+}
+
+void qf_log(qf_log_level level, const char *fmt, ...) {
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_fn(level, msg, log_user);
+}
+
+static long fail_after = -1;
+
+static int alloc_allowed(void) {
+    if (fail_after < 0) return 1;
+    if (fail_after == 0) return 0;
+    fail_after--;
+    return 1;
+}
+
+void qf_alloc_fail_after(long n) { fail_after = n; }
+
+void *qf_malloc(size_t n) { return alloc_allowed() ? malloc(n ? n : 1) : NULL; }
+void *qf_calloc(size_t c, size_t s) { return alloc_allowed() ? calloc(c ? c : 1, s ? s : 1) : NULL; }
+void *qf_realloc(void *p, size_t n) { return alloc_allowed() ? realloc(p, n ? n : 1) : NULL; }
+void qf_free(void *p) { free(p); }
+
+char *qf_strdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = qf_malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+qf_status qf_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len) {
+    *out = NULL;
+    if (out_len) *out_len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return qf_errorf(QF_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return qf_errorf(QF_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((unsigned long long)st.st_size > max_bytes) {
+        fclose(f);
+        return qf_errorf(QF_ERR_LIMIT, "%s: %lld bytes, more than the %zu allowed",
+                         path, (long long)st.st_size, max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = qf_malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return qf_errorf(QF_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
+    }
+    size_t got = fread(buf, 1, n, f);
+    fclose(f);
+    if (got != n) {
+        qf_free(buf);
+        return qf_errorf(QF_ERR_IO, "%s: short read (%zu of %zu bytes)", path, got, n);
+    }
+    buf[n] = 0;
+    *out = buf;
+    if (out_len) *out_len = n;
+    return QF_OK;
+}
+
+void qf_assert_fail(const char *expr, const char *file, int line) {
+    fprintf(stderr, "qformer: internal error: %s:%d: assertion '%s' failed\n", file, line, expr);
+    abort();
+}
