@@ -1,0 +1,171 @@
+/* config.c - reads HF config.json for BLIP-2 (see config.h). Defaults are
+ * those of transformers' Blip2VisionConfig / Blip2QFormerConfig / OPTConfig
+ * so a config that omits a field behaves as it does in Python. */
+#include "embed/config.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define CONFIG_MAX_BYTES (4u << 20)
+
+static int get_int(const json_t *o, const char *key, int def) {
+    json_t *v = o ? json_object_get(o, key) : NULL;
+    if (json_is_integer(v)) return (int)json_integer_value(v);
+    if (json_is_real(v)) return (int)json_real_value(v);
+    if (json_is_boolean(v)) return json_is_true(v);
+    return def;
+}
+
+static float get_float(const json_t *o, const char *key, float def) {
+    json_t *v = o ? json_object_get(o, key) : NULL;
+    if (json_is_number(v)) return (float)json_number_value(v);
+    return def;
+}
+
+static void get_str(const json_t *o, const char *key, char *dst, size_t n, const char *def) {
+    json_t *v = o ? json_object_get(o, key) : NULL;
+    snprintf(dst, n, "%s", json_is_string(v) ? json_string_value(v) : def);
+}
+
+typedef struct { const char *name; int value; } field_check;
+
+static qf_status check_positive(const char *path, const char *section, const field_check *f, int n) {
+    for (int i = 0; i < n; i++)
+        if (f[i].value <= 0)
+            return qf_errorf(QF_ERR_FORMAT, "%s: %s.%s must be a positive integer (found %d)",
+                             path, section, f[i].name, f[i].value);
+    return QF_OK;
+}
+
+qf_status qf_config_load(const char *path, qf_blip2_config *c) {
+    char file[4096];
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(file, sizeof file, "%s/config.json", path);
+    else
+        snprintf(file, sizeof file, "%s", path);
+
+    char *text = NULL;
+    size_t len = 0;
+    qf_status s = qf_read_file(file, CONFIG_MAX_BYTES, &text, &len);
+    if (s) return s;
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, 0, &jerr);
+    qf_free(text);
+    if (!root) return qf_errorf(QF_ERR_FORMAT, "%s: line %d: %s", file, jerr.line, jerr.text);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return qf_errorf(QF_ERR_FORMAT, "%s: not a JSON object", file);
+    }
+
+    memset(c, 0, sizeof *c);
+    get_str(root, "model_type", c->model_type, sizeof c->model_type, "");
+    json_t *arch = json_object_get(root, "architectures");
+    get_str(NULL, "", c->architecture, sizeof c->architecture, "");
+    if (json_is_array(arch) && json_array_size(arch) > 0 && json_is_string(json_array_get(arch, 0)))
+        snprintf(c->architecture, sizeof c->architecture, "%s", json_string_value(json_array_get(arch, 0)));
+    c->num_query_tokens       = get_int(root, "num_query_tokens", 32);
+    c->image_text_hidden_size = get_int(root, "image_text_hidden_size", 256);
+    c->image_token_index      = get_int(root, "image_token_index", -1);
+
+    json_t *vc = json_object_get(root, "vision_config");
+    json_t *qc = json_object_get(root, "qformer_config");
+    json_t *tc = json_object_get(root, "text_config");
+    if (!json_is_object(vc) || !json_is_object(qc)) {
+        json_decref(root);
+        return qf_errorf(QF_ERR_MISSING, "%s: missing required object '%s' (not a BLIP-2 config?)",
+                         file, json_is_object(vc) ? "qformer_config" : "vision_config");
+    }
+
+    qf_vision_config *v = &c->vision;
+    v->hidden_size         = get_int(vc, "hidden_size", 1408);
+    v->intermediate_size   = get_int(vc, "intermediate_size", 6144);
+    v->num_hidden_layers   = get_int(vc, "num_hidden_layers", 39);
+    v->num_attention_heads = get_int(vc, "num_attention_heads", 16);
+    v->image_size          = get_int(vc, "image_size", 224);
+    v->patch_size          = get_int(vc, "patch_size", 14);
+    v->layer_norm_eps      = get_float(vc, "layer_norm_eps", 1e-6f);
+    v->qkv_bias            = get_int(vc, "qkv_bias", 1);
+
+    qf_qformer_config *q = &c->qformer;
+    q->vocab_size                = get_int(qc, "vocab_size", 30522);
+    q->hidden_size               = get_int(qc, "hidden_size", 768);
+    q->num_hidden_layers         = get_int(qc, "num_hidden_layers", 12);
+    q->num_attention_heads       = get_int(qc, "num_attention_heads", 12);
+    q->intermediate_size         = get_int(qc, "intermediate_size", 3072);
+    q->max_position_embeddings   = get_int(qc, "max_position_embeddings", 512);
+    q->layer_norm_eps            = get_float(qc, "layer_norm_eps", 1e-12f);
+    q->cross_attention_frequency = get_int(qc, "cross_attention_frequency", 2);
+    q->encoder_hidden_size       = get_int(qc, "encoder_hidden_size", 1408);
+    q->use_qformer_text_input    = get_int(qc, "use_qformer_text_input",
+                                           strstr(c->architecture, "Retrieval") != NULL);
+
+    qf_opt_config *t = &c->text;
+    char ttype[64];
+    get_str(tc, "model_type", ttype, sizeof ttype, "opt");
+    t->present                 = json_is_object(tc) && !strcmp(ttype, "opt") &&
+                                 json_object_get(tc, "hidden_size") != NULL;
+    t->vocab_size              = get_int(tc, "vocab_size", 50272);
+    t->hidden_size             = get_int(tc, "hidden_size", 768);
+    t->num_hidden_layers       = get_int(tc, "num_hidden_layers", 12);
+    t->num_attention_heads     = get_int(tc, "num_attention_heads", 12);
+    t->ffn_dim                 = get_int(tc, "ffn_dim", 3072);
+    t->max_position_embeddings = get_int(tc, "max_position_embeddings", 2048);
+    t->word_embed_proj_dim     = get_int(tc, "word_embed_proj_dim", t->hidden_size);
+    t->do_layer_norm_before    = get_int(tc, "do_layer_norm_before", 1);
+    t->remove_final_layer_norm = get_int(tc, "_remove_final_layer_norm", 0);
+    t->enable_bias             = get_int(tc, "enable_bias", 1);
+    char act[32];
+    get_str(tc, "activation_function", act, sizeof act, "relu");
+    t->relu                    = !strcmp(act, "relu");
+    t->bos_token_id            = get_int(tc, "bos_token_id", 2);
+    t->eos_token_id            = get_int(tc, "eos_token_id", 2);
+    t->pad_token_id            = get_int(tc, "pad_token_id", 1);
+    t->tie_word_embeddings     = get_int(tc, "tie_word_embeddings", get_int(root, "tie_word_embeddings", 1));
+    json_decref(root);
+
+    const field_check vf[] = {
+        { "hidden_size", v->hidden_size }, { "intermediate_size", v->intermediate_size },
+        { "num_hidden_layers", v->num_hidden_layers }, { "num_attention_heads", v->num_attention_heads },
+        { "image_size", v->image_size }, { "patch_size", v->patch_size },
+    };
+    const field_check qf[] = {
+        { "vocab_size", q->vocab_size }, { "hidden_size", q->hidden_size },
+        { "num_hidden_layers", q->num_hidden_layers }, { "num_attention_heads", q->num_attention_heads },
+        { "intermediate_size", q->intermediate_size },
+        { "max_position_embeddings", q->max_position_embeddings },
+        { "cross_attention_frequency", q->cross_attention_frequency },
+        { "encoder_hidden_size", q->encoder_hidden_size },
+    };
+    const field_check rf[] = {
+        { "num_query_tokens", c->num_query_tokens },
+        { "image_text_hidden_size", c->image_text_hidden_size },
+    };
+    if ((s = check_positive(file, "vision_config", vf, 6)) ||
+        (s = check_positive(file, "qformer_config", qf, 8)) ||
+        (s = check_positive(file, "config", rf, 2)))
+        return s;
+    if (v->hidden_size % v->num_attention_heads)
+        return qf_errorf(QF_ERR_FORMAT, "%s: vision_config.hidden_size %d is not divisible by num_attention_heads %d",
+                         file, v->hidden_size, v->num_attention_heads);
+    if (q->hidden_size % q->num_attention_heads)
+        return qf_errorf(QF_ERR_FORMAT, "%s: qformer_config.hidden_size %d is not divisible by num_attention_heads %d",
+                         file, q->hidden_size, q->num_attention_heads);
+    if (v->image_size % v->patch_size)
+        return qf_errorf(QF_ERR_FORMAT, "%s: vision_config.image_size %d is not a multiple of patch_size %d",
+                         file, v->image_size, v->patch_size);
+    if (t->present) {
+        const field_check tf[] = {
+            { "vocab_size", t->vocab_size }, { "hidden_size", t->hidden_size },
+            { "num_hidden_layers", t->num_hidden_layers }, { "num_attention_heads", t->num_attention_heads },
+            { "ffn_dim", t->ffn_dim }, { "max_position_embeddings", t->max_position_embeddings },
+        };
+        if ((s = check_positive(file, "text_config", tf, 6))) return s;
+        if (t->hidden_size % t->num_attention_heads)
+            return qf_errorf(QF_ERR_FORMAT, "%s: text_config.hidden_size %d is not divisible by num_attention_heads %d",
+                             file, t->hidden_size, t->num_attention_heads);
+    }
+    return QF_OK;
+}

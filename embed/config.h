@@ -1,0 +1,65 @@
+/* config.h - Hugging Face BLIP-2 `config.json` (vision_config, qformer_config,
+ * text_config for OPT, num_query_tokens, image_text_hidden_size) with HF's
+ * defaults for absent fields. Read with jansson; fields that have no safe
+ * default (none of HF's do, but sizes must be positive) are validated. */
+#ifndef QF_CONFIG_H
+#define QF_CONFIG_H
+
+#include "embed/common.h"
+
+typedef struct {
+    int   hidden_size;            /* 1408  */
+    int   intermediate_size;      /* 6144  */
+    int   num_hidden_layers;      /* 39    */
+    int   num_attention_heads;    /* 16    */
+    int   image_size;             /* 224   */
+    int   patch_size;             /* 14    */
+    float layer_norm_eps;         /* 1e-6  */
+    int   qkv_bias;               /* 1     */
+} qf_vision_config;
+
+typedef struct {
+    int   vocab_size;             /* 30522 (30523 with [DEC]) */
+    int   hidden_size;            /* 768   */
+    int   num_hidden_layers;      /* 12    */
+    int   num_attention_heads;    /* 12    */
+    int   intermediate_size;      /* 3072  */
+    int   max_position_embeddings;/* 512   */
+    float layer_norm_eps;         /* 1e-12 */
+    int   cross_attention_frequency; /* 2  */
+    int   encoder_hidden_size;    /* 1408  */
+    int   use_qformer_text_input; /* retrieval checkpoints: 1 */
+} qf_qformer_config;
+
+typedef struct {
+    int   present;                /* text_config describes an OPT model   */
+    int   vocab_size;             /* 50272 */
+    int   hidden_size;            /* 2560  */
+    int   num_hidden_layers;      /* 32    */
+    int   num_attention_heads;    /* 32    */
+    int   ffn_dim;                /* 10240 */
+    int   max_position_embeddings;/* 2048  */
+    int   word_embed_proj_dim;    /* = hidden_size */
+    int   do_layer_norm_before;   /* 1     */
+    int   remove_final_layer_norm;/* 0     */
+    int   enable_bias;            /* 1     */
+    int   relu;                   /* activation_function == "relu" */
+    int   bos_token_id, eos_token_id, pad_token_id;
+    int   tie_word_embeddings;
+} qf_opt_config;
+
+typedef struct {
+    char              model_type[64];     /* "blip-2"                         */
+    char              architecture[96];   /* architectures[0], "" if absent   */
+    int               num_query_tokens;   /* 32                               */
+    int               image_text_hidden_size; /* 256                          */
+    int               image_token_index;  /* -1 if absent (older layout)      */
+    qf_vision_config  vision;
+    qf_qformer_config qformer;
+    qf_opt_config     text;
+} qf_blip2_config;
+
+/* Reads `<model_dir>/config.json` (or a path to the json file itself). */
+qf_status qf_config_load(const char *path, qf_blip2_config *out);
+
+#endif

@@ -1,0 +1,54 @@
+/* ops.h - tensor kernels on OpenBLAS and a bump arena for activations.
+ *
+ * Row-major everywhere. The one GEMM convention of the project:
+ *   qf_gemm: C[M,N] = A[M,K] @ op(B) + beta * C,
+ *            op(B) = B^T when B is stored [N,K] (trans_b = 1, the layout of a
+ *            PyTorch nn.Linear weight), B when stored [K,N] (trans_b = 0).
+ * Every matrix product of the project goes through qf_gemm. */
+#ifndef QF_OPS_H
+#define QF_OPS_H
+
+#include "embed/common.h"
+
+#include <stddef.h>
+
+void qf_gemm(int trans_b, int M, int N, int K,
+             const float *A, int lda, const float *B, int ldb,
+             float beta, float *C, int ldc);
+
+/* y[n,out] = x[n,in] @ W[out,in]^T + b[out]   (nn.Linear; b may be NULL) */
+void qf_linear(float *y, const float *x, int n, int in, const float *W, const float *b, int out);
+
+/* y[r,:] = (x[r,:] - mean) / sqrt(var + eps) * w + b   (nn.LayerNorm; y may equal x) */
+void qf_layernorm(float *y, const float *x, int rows, int dim,
+                  const float *w, const float *b, float eps);
+
+void qf_gelu(float *x, size_t n);        /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+void qf_relu(float *x, size_t n);
+void qf_add(float *y, const float *x, size_t n);          /* y += x */
+void qf_softmax_rows(float *x, int rows, int cols);      /* in place, max-subtracted */
+void qf_l2_normalize(float *x, int rows, int dim);       /* F.normalize(x, dim=-1, eps=1e-12) */
+
+/* Multi-head scaled dot-product attention (no dropout):
+ *   out[Lq, H*d] = softmax(Q K^T * scale + mask) V   per head h,
+ * Q is [Lq, ldq] with head h at columns h*d..; K, V likewise [Lk, ld*].
+ * mask: NULL, or additive [Lk] (same for every query row), or when
+ * causal != 0 a causal mask with query i at absolute position pos0 + i.
+ * scratch needs Lq*Lk floats. */
+void qf_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
+                  const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
+                  float scale, const float *mask, int causal, int pos0, float *scratch);
+
+/* Activation arena: one block sized once, bump-allocated, reset every pass. */
+typedef struct {
+    char  *base;
+    size_t size, used, high;              /* high: high-water mark */
+} qf_arena;
+
+qf_status qf_arena_init(qf_arena *a, size_t bytes);
+void      qf_arena_free(qf_arena *a);
+void      qf_arena_reset(qf_arena *a);
+/* 64-byte aligned floats; QF_ERR_NOMEM naming needed vs available on overflow. */
+qf_status qf_arena_floats(qf_arena *a, size_t n, float **out);
+
+#endif
