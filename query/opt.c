@@ -1,0 +1,292 @@
+/* opt.c - OPT decoder with KV cache (see opt.h).
+ *
+ * Cache layout: for layer l and sequence s, keys at k[l][s][pos][D] (and v
+ * alike), max_len positions per sequence. Decode steps of several sequences
+ * share their GEMMs (one row per sequence); attention runs per sequence over
+ * its own cache. Queries are scaled by head_dim^-0.5 before q k^T, as
+ * OPTAttention does. */
+#include "query/opt.h"
+
+#include "embed/ops.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const float *ln1_w, *ln1_b;   /* self_attn_layer_norm [D]      */
+    const float *q_w, *q_b;       /* self_attn.q_proj     [D, D]   */
+    const float *k_w, *k_b;       /* self_attn.k_proj     [D, D]   */
+    const float *v_w, *v_b;       /* self_attn.v_proj     [D, D]   */
+    const float *o_w, *o_b;       /* self_attn.out_proj   [D, D]   */
+    const float *ln2_w, *ln2_b;   /* final_layer_norm     [D]      */
+    const float *fc1_w, *fc1_b;   /* fc1                  [F, D]   */
+    const float *fc2_w, *fc2_b;   /* fc2                  [D, F]   */
+} opt_layer;
+
+struct qf_opt {
+    qf_opt_config cfg;
+    int           d_q;            /* Q-Former hidden (projection input) */
+    const float  *proj_w, *proj_b;/* language_projection [D, Dq]        */
+    const float  *embed;          /* decoder.embed_tokens.weight [V, D] */
+    const float  *pos;            /* decoder.embed_positions.weight [P+2, D] */
+    const float  *fln_w, *fln_b;  /* decoder.final_layer_norm [D] (NULL if removed) */
+    const float  *lm_head;        /* lm_head.weight [V, D] or = embed   */
+    opt_layer    *layers;
+};
+
+struct qf_opt_cache {
+    int       n_seq, max_len, n_layer, D;
+    int      *len;                /* [n_seq]                       */
+    float    *k, *v;              /* [n_layer][n_seq][max_len][D]  */
+    float    *tmp_k, *tmp_v;      /* reorder scratch, same size    */
+    qf_arena  arena;              /* activations                   */
+};
+
+typedef struct { size_t off; const char *fmt; int rows, cols; } spec;  /* cols 0: vector */
+#define OL(f) offsetof(opt_layer, f)
+enum { S_D = -1, S_F = -2 };
+
+static qf_status get(qf_st *st, const char *name, int64_t r, int64_t c, const float **out) {
+    int64_t shape[2] = { r, c };
+    return qf_st_get_f32(st, name, c ? 2 : 1, shape, out);
+}
+
+qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) {
+    *out = NULL;
+    if (!cfg->text.present)
+        return qf_errorf(QF_ERR_MISSING, "config.json has no OPT text_config: not a captioning checkpoint");
+    const qf_opt_config *c = &cfg->text;
+    if (c->word_embed_proj_dim != c->hidden_size || !c->do_layer_norm_before)
+        return qf_errorf(QF_ERR_UNSUPPORTED, "OPT variants with word_embed_proj_dim != hidden_size or "
+                         "post-LN blocks (opt-350m) are not supported");
+    if (!c->relu)
+        return qf_errorf(QF_ERR_UNSUPPORTED, "OPT activation other than relu is not supported");
+    qf_opt *m = qf_calloc(1, sizeof *m);
+    if (!m) return qf_errorf(QF_ERR_NOMEM, "out of memory loading OPT");
+    m->cfg = *c;
+    m->d_q = cfg->qformer.hidden_size;
+    const int64_t D = c->hidden_size, F = c->ffn_dim, V = c->vocab_size;
+    qf_status s;
+    m->layers = qf_calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
+    if (!m->layers) { s = qf_errorf(QF_ERR_NOMEM, "out of memory loading OPT"); goto fail; }
+    if ((s = get(st, "language_projection.weight", D, m->d_q, &m->proj_w)) ||
+        (s = get(st, "language_projection.bias", D, 0, &m->proj_b)) ||
+        (s = get(st, "language_model.model.decoder.embed_tokens.weight", V, D, &m->embed)) ||
+        (s = get(st, "language_model.model.decoder.embed_positions.weight",
+                 c->max_position_embeddings + 2, D, &m->pos)))
+        goto fail;
+    if (!c->remove_final_layer_norm &&
+        ((s = get(st, "language_model.model.decoder.final_layer_norm.weight", D, 0, &m->fln_w)) ||
+         (s = get(st, "language_model.model.decoder.final_layer_norm.bias", D, 0, &m->fln_b))))
+        goto fail;
+    if (qf_st_find(st, "language_model.lm_head.weight")) {
+        if ((s = get(st, "language_model.lm_head.weight", V, D, &m->lm_head))) goto fail;
+    } else {
+        m->lm_head = m->embed;    /* tied: save_pretrained drops the copy */
+    }
+    static const spec layer_specs[] = {
+        { OL(ln1_w), "self_attn_layer_norm.weight", S_D, 0 }, { OL(ln1_b), "self_attn_layer_norm.bias", S_D, 0 },
+        { OL(q_w), "self_attn.q_proj.weight", S_D, S_D },     { OL(q_b), "self_attn.q_proj.bias", S_D, 0 },
+        { OL(k_w), "self_attn.k_proj.weight", S_D, S_D },     { OL(k_b), "self_attn.k_proj.bias", S_D, 0 },
+        { OL(v_w), "self_attn.v_proj.weight", S_D, S_D },     { OL(v_b), "self_attn.v_proj.bias", S_D, 0 },
+        { OL(o_w), "self_attn.out_proj.weight", S_D, S_D },   { OL(o_b), "self_attn.out_proj.bias", S_D, 0 },
+        { OL(ln2_w), "final_layer_norm.weight", S_D, 0 },     { OL(ln2_b), "final_layer_norm.bias", S_D, 0 },
+        { OL(fc1_w), "fc1.weight", S_F, S_D },                { OL(fc1_b), "fc1.bias", S_F, 0 },
+        { OL(fc2_w), "fc2.weight", S_D, S_F },                { OL(fc2_b), "fc2.bias", S_D, 0 },
+    };
+    for (int l = 0; l < c->num_hidden_layers; l++)
+        for (size_t i = 0; i < sizeof layer_specs / sizeof layer_specs[0]; i++) {
+            const spec *sp = &layer_specs[i];
+            if (!c->enable_bias && strstr(sp->fmt, ".bias") && !strstr(sp->fmt, "norm")) continue;
+            char name[256];
+            snprintf(name, sizeof name, "language_model.model.decoder.layers.%d.%s", l, sp->fmt);
+            int64_t r = sp->rows == S_D ? D : F, cc = sp->cols == 0 ? 0 : sp->cols == S_D ? D : F;
+            if ((s = get(st, name, r, cc, (const float **)((char *)&m->layers[l] + sp->off)))) goto fail;
+        }
+    *out = m;
+    return QF_OK;
+fail:
+    qf_opt_free(m);
+    return s;
+}
+
+void qf_opt_free(qf_opt *m) {
+    if (!m) return;
+    qf_free(m->layers);
+    qf_free(m);
+}
+
+int qf_opt_dim(const qf_opt *m) { return m->cfg.hidden_size; }
+int qf_opt_vocab(const qf_opt *m) { return m->cfg.vocab_size; }
+int qf_opt_max_positions(const qf_opt *m) { return m->cfg.max_position_embeddings; }
+
+void qf_opt_project(const qf_opt *m, const float *q_out, int n, float *out) {
+    qf_linear(out, q_out, n, m->d_q, m->proj_w, m->proj_b, m->cfg.hidden_size);
+}
+
+qf_status qf_opt_embed(const qf_opt *m, const int32_t *ids, int n, float *out) {
+    const int D = m->cfg.hidden_size;
+    for (int i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return qf_errorf(QF_ERR_ARG, "token id %d is outside the OPT vocabulary (%d)", ids[i], m->cfg.vocab_size);
+        memcpy(out + (size_t)i * D, m->embed + (size_t)ids[i] * D, (size_t)D * sizeof *out);
+    }
+    return QF_OK;
+}
+
+qf_status qf_opt_cache_init(const qf_opt *m, int n_seq, int max_len, qf_opt_cache **out) {
+    *out = NULL;
+    if (n_seq < 1 || max_len < 1 || max_len > m->cfg.max_position_embeddings)
+        return qf_errorf(QF_ERR_ARG, "OPT cache of %d sequences x %d positions: the model has %d positions",
+                         n_seq, max_len, m->cfg.max_position_embeddings);
+    qf_opt_cache *c = qf_calloc(1, sizeof *c);
+    if (!c) return qf_errorf(QF_ERR_NOMEM, "out of memory for the KV cache");
+    c->n_seq = n_seq; c->max_len = max_len; c->n_layer = m->cfg.num_hidden_layers; c->D = m->cfg.hidden_size;
+    size_t n = (size_t)c->n_layer * n_seq * max_len * c->D;
+    c->len = qf_calloc((size_t)n_seq, sizeof *c->len);
+    c->k = qf_malloc(n * sizeof(float));
+    c->v = qf_malloc(n * sizeof(float));
+    c->tmp_k = n_seq > 1 ? qf_malloc(n * sizeof(float)) : NULL;
+    c->tmp_v = n_seq > 1 ? qf_malloc(n * sizeof(float)) : NULL;
+    qf_status s = QF_OK;
+    if (!c->len || !c->k || !c->v || (n_seq > 1 && (!c->tmp_k || !c->tmp_v)))
+        s = qf_errorf(QF_ERR_NOMEM, "out of memory for a KV cache of %zu MB", 4 * n * sizeof(float) >> 20);
+    /* activations: rows = max(max_len, n_seq) */
+    size_t rows = (size_t)(max_len > n_seq ? max_len : n_seq), D = c->D, F = m->cfg.ffn_dim;
+    size_t floats = rows * (6 * D + F) + rows * max_len + 4096;
+    if (!s) s = qf_arena_init(&c->arena, floats * sizeof(float));
+    if (s) { qf_opt_cache_free(c); return s; }
+    *out = c;
+    return QF_OK;
+}
+
+void qf_opt_cache_free(qf_opt_cache *c) {
+    if (!c) return;
+    qf_free(c->len); qf_free(c->k); qf_free(c->v); qf_free(c->tmp_k); qf_free(c->tmp_v);
+    qf_arena_free(&c->arena);
+    qf_free(c);
+}
+
+int qf_opt_cache_len(const qf_opt_cache *c, int seq) { return c->len[seq]; }
+void qf_opt_cache_clear(qf_opt_cache *c) { memset(c->len, 0, (size_t)c->n_seq * sizeof *c->len); }
+
+static float *kv_at(const qf_opt_cache *c, float *base, int l, int s, int pos) {
+    return base + (((size_t)l * c->n_seq + s) * c->max_len + pos) * c->D;
+}
+
+qf_status qf_opt_cache_reorder(qf_opt_cache *c, const int *src, int n) {
+    if (n > c->n_seq) return qf_errorf(QF_ERR_ARG, "cache reorder of %d sequences, cache has %d", n, c->n_seq);
+    int old_len[c->n_seq];
+    memcpy(old_len, c->len, sizeof old_len);
+    if (c->n_seq == 1) return QF_OK;
+    for (int l = 0; l < c->n_layer; l++)
+        for (int i = 0; i < n; i++) {
+            size_t bytes = (size_t)old_len[src[i]] * c->D * sizeof(float);
+            memcpy(kv_at(c, c->tmp_k, l, i, 0), kv_at(c, c->k, l, src[i], 0), bytes);
+            memcpy(kv_at(c, c->tmp_v, l, i, 0), kv_at(c, c->v, l, src[i], 0), bytes);
+        }
+    float *t = c->k; c->k = c->tmp_k; c->tmp_k = t;
+    t = c->v; c->v = c->tmp_v; c->tmp_v = t;
+    for (int i = 0; i < n; i++) c->len[i] = old_len[src[i]];
+    return QF_OK;
+}
+
+/* Core: R rows; row r belongs to sequence seq_of[r] at position pos_of[r].
+ * Rows of one sequence are consecutive with increasing positions. x [R, D]
+ * holds the input embeddings (positions are added here) and is overwritten. */
+static qf_status decoder_rows(const qf_opt *m, qf_opt_cache *c, float *x, int R,
+                              const int *seq_of, const int *pos_of) {
+    const int D = c->D, F = m->cfg.ffn_dim, H = m->cfg.num_attention_heads, dh = D / H;
+    const float scale = 1.0f / sqrtf((float)dh);
+    qf_status st;
+    float *t, *q, *ctx, *ffn, *scores;
+    if ((st = qf_arena_floats(&c->arena, (size_t)R * D, &t)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)R * D, &q)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)R * D, &ctx)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)R * F, &ffn)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)R * c->max_len, &scores)))
+        return st;
+    /* x = inputs_embeds + embed_positions(position + 2) */
+    for (int r = 0; r < R; r++) qf_add(x + (size_t)r * D, m->pos + (size_t)(pos_of[r] + 2) * D, (size_t)D);
+
+    for (int l = 0; l < c->n_layer; l++) {
+        const opt_layer *L = &m->layers[l];
+        /* x = x + out_proj(attn(q_proj(ln(x)) * scale, k_proj(ln(x)), v_proj(ln(x)))) */
+        qf_layernorm(t, x, R, D, L->ln1_w, L->ln1_b, 1e-5f);
+        qf_linear(q, t, R, D, L->q_w, L->q_b, D);
+        for (size_t i = 0; i < (size_t)R * D; i++) q[i] *= scale;
+        /* keys/values go straight into the cache rows */
+        for (int r0 = 0; r0 < R;) {
+            int r1 = r0;
+            while (r1 < R && seq_of[r1] == seq_of[r0]) r1++;
+            int s = seq_of[r0];
+            qf_linear(kv_at(c, c->k, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, L->k_w, L->k_b, D);
+            qf_linear(kv_at(c, c->v, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, L->v_w, L->v_b, D);
+            int Lk = pos_of[r1 - 1] + 1;
+            qf_attention(ctx + (size_t)r0 * D, D, q + (size_t)r0 * D, D, kv_at(c, c->k, l, s, 0), D,
+                         kv_at(c, c->v, l, s, 0), D, r1 - r0, Lk, H, dh, 1.0f, NULL, 1, pos_of[r0], scores);
+            r0 = r1;
+        }
+        qf_linear(t, ctx, R, D, L->o_w, L->o_b, D);
+        qf_add(x, t, (size_t)R * D);
+        /* x = x + fc2(relu(fc1(final_layer_norm(x)))) */
+        qf_layernorm(t, x, R, D, L->ln2_w, L->ln2_b, 1e-5f);
+        qf_linear(ffn, t, R, D, L->fc1_w, L->fc1_b, F);
+        qf_relu(ffn, (size_t)R * F);
+        qf_linear(t, ffn, R, F, L->fc2_w, L->fc2_b, D);
+        qf_add(x, t, (size_t)R * D);
+    }
+    if (m->fln_w) qf_layernorm(x, x, R, D, m->fln_w, m->fln_b, 1e-5f);
+    return QF_OK;
+}
+
+static void lm_head(const qf_opt *m, const float *h, int n, float *logits) {
+    /* logits[n, V] = h[n, D] @ lm_head[V, D]^T */
+    qf_gemm(1, n, m->cfg.vocab_size, m->cfg.hidden_size, h, m->cfg.hidden_size,
+            m->lm_head, m->cfg.hidden_size, 0.0f, logits, m->cfg.vocab_size);
+}
+
+qf_status qf_opt_forward(const qf_opt *m, qf_opt_cache *c, int seq, const float *embeds, int T,
+                         float *logits, float *all_logits) {
+    if (seq < 0 || seq >= c->n_seq) return qf_errorf(QF_ERR_ARG, "sequence %d outside the cache", seq);
+    if (c->len[seq] + T > c->max_len)
+        return qf_errorf(QF_ERR_LIMIT, "sequence of %d positions exceeds the cache's %d", c->len[seq] + T, c->max_len);
+    qf_arena_reset(&c->arena);
+    qf_status st;
+    float *x;
+    int *seq_of = NULL, *pos_of = NULL;
+    if ((st = qf_arena_floats(&c->arena, (size_t)T * c->D, &x)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)T, (float **)&seq_of)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)T, (float **)&pos_of)))
+        return st;
+    memcpy(x, embeds, (size_t)T * c->D * sizeof *x);
+    for (int i = 0; i < T; i++) { seq_of[i] = seq; pos_of[i] = c->len[seq] + i; }
+    if ((st = decoder_rows(m, c, x, T, seq_of, pos_of))) return st;
+    c->len[seq] += T;
+    if (all_logits) lm_head(m, x, T, all_logits);
+    if (logits) lm_head(m, x + (size_t)(T - 1) * c->D, 1, logits);
+    return QF_OK;
+}
+
+qf_status qf_opt_decode(const qf_opt *m, qf_opt_cache *c, const int32_t *ids, int n, float *logits) {
+    if (n > c->n_seq) return qf_errorf(QF_ERR_ARG, "%d sequences, the cache has %d", n, c->n_seq);
+    for (int i = 0; i < n; i++)
+        if (c->len[i] + 1 > c->max_len)
+            return qf_errorf(QF_ERR_LIMIT, "sequence %d is full (%d positions)", i, c->max_len);
+    qf_arena_reset(&c->arena);
+    qf_status st;
+    float *x;
+    int *seq_of = NULL, *pos_of = NULL;
+    if ((st = qf_arena_floats(&c->arena, (size_t)n * c->D, &x)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)n, (float **)&seq_of)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)n, (float **)&pos_of)))
+        return st;
+    if ((st = qf_opt_embed(m, ids, n, x))) return st;
+    for (int i = 0; i < n; i++) { seq_of[i] = i; pos_of[i] = c->len[i]; }
+    if ((st = decoder_rows(m, c, x, n, seq_of, pos_of))) return st;
+    for (int i = 0; i < n; i++) c->len[i]++;
+    lm_head(m, x, n, logits);
+    return QF_OK;
+}
