@@ -54,6 +54,7 @@ struct qf_blip2 {
     qf_st          *st;
     int             parts;
     char            fingerprint[65];
+    char            vision_fingerprint[65];
 
     /* vision_model.* */
     const float *patch_w;           /* embeddings.patch_embedding.weight [Dv, 3, P, P] */
@@ -214,12 +215,15 @@ static qf_status load_vit_qkv_bias(qf_blip2 *m, loader *ld, int l) {
 /* FNV-1a 64 over every tensor's name, dtype, shape and sampled bytes of its
  * data (first/last 4 KiB and 16 strided 256-byte slices): identifies a
  * checkpoint without reading gigabytes. */
-static void fingerprint(qf_blip2 *m) {
+static void fingerprint(const qf_st *st, const char *prefix, char out[65]) {
     uint64_t h = 1469598103934665603ull;
+    size_t plen = prefix ? strlen(prefix) : 0, n_used = 0;
 #define MIX(p, n) do { const unsigned char *b_ = (const unsigned char *)(p); \
         for (size_t i_ = 0; i_ < (size_t)(n); i_++) { h ^= b_[i_]; h *= 1099511628211ull; } } while (0)
-    for (size_t i = 0; i < qf_st_count(m->st); i++) {
-        const qf_st_tensor *t = qf_st_at(m->st, i);
+    for (size_t i = 0; i < qf_st_count(st); i++) {
+        const qf_st_tensor *t = qf_st_at(st, i);
+        if (prefix && strncmp(t->name, prefix, plen)) continue;
+        n_used++;
         MIX(t->name, strlen(t->name) + 1);
         MIX(&t->dtype, sizeof t->dtype);
         MIX(t->shape, sizeof(int64_t) * (size_t)t->n_dim);
@@ -232,8 +236,8 @@ static void fingerprint(qf_blip2 *m) {
         }
     }
 #undef MIX
-    uint64_t h2 = h * 0x9E3779B97F4A7C15ull ^ (uint64_t)qf_st_count(m->st);
-    snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx%016llx",
+    uint64_t h2 = h * 0x9E3779B97F4A7C15ull ^ (uint64_t)n_used;
+    snprintf(out, 65, "%016llx%016llx",
              (unsigned long long)h, (unsigned long long)h2);
 }
 
@@ -303,7 +307,8 @@ qf_status qf_blip2_load(const char *model_dir, int parts, qf_blip2 **out) {
     }
     if (parts & QF_BLIP2_RETRIEVAL && (s = LOAD(&ld, m, retrieval_specs, 0, NULL, 0))) goto fail;
 
-    fingerprint(m);
+    fingerprint(m->st, NULL, m->fingerprint);
+    fingerprint(m->st, "vision_model.", m->vision_fingerprint);
     m->arena_bytes = arena_floats(c) * sizeof(float) + (1u << 20);
     *out = m;
     return QF_OK;
@@ -335,6 +340,7 @@ int qf_blip2_vis_dim(const qf_blip2 *m) { return m->cfg.vision.hidden_size; }
 int qf_blip2_q_dim(const qf_blip2 *m) { return m->cfg.qformer.hidden_size; }
 int qf_blip2_image_size(const qf_blip2 *m) { return m->cfg.vision.image_size; }
 const char *qf_blip2_fingerprint(const qf_blip2 *m) { return m->fingerprint; }
+const char *qf_blip2_vision_fingerprint(const qf_blip2 *m) { return m->vision_fingerprint; }
 struct qf_st *qf_blip2_weights(const qf_blip2 *m) { return m->st; }
 
 qf_status qf_blip2_state_init(const qf_blip2 *m, qf_blip2_state **out) {

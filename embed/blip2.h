@@ -37,6 +37,9 @@ int  qf_blip2_q_dim(const qf_blip2 *m);       /* Q-Former hidden (768)          
 int  qf_blip2_image_size(const qf_blip2 *m);  /* preprocessed square side (224) */
 /* Fingerprint of the weights (hex, NUL-terminated, 65 bytes incl. NUL). */
 const char *qf_blip2_fingerprint(const qf_blip2 *m);
+/* Same over the vision_model.* tensors only: equal for checkpoints that share
+ * the frozen ViT, so their vision features can be reused. */
+const char *qf_blip2_vision_fingerprint(const qf_blip2 *m);
 /* Opened weights, e.g. for further modules sharing the same files (borrowed). */
 struct qf_st *qf_blip2_weights(const qf_blip2 *m);
 

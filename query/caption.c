@@ -1,0 +1,136 @@
+/* caption.c - see caption.h. The prompt is tokenized with OPT's BPE (`</s>`
+ * first, as the checkpoints' tokenizer_config adds it); without a prompt the
+ * input is [</s>] alone, as Blip2ForConditionalGeneration.generate uses. */
+#include "query/caption.h"
+
+#include "query/bpe.h"
+#include "query/opt.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct qf_captioner {
+    qf_blip2       *model;
+    qf_blip2_state *state;
+    qf_opt         *opt;
+    qf_bpe         *bpe;
+    qf_img_preproc  pp;
+    qf_gen_params   gen;
+    float          *vis, *q_out;
+};
+
+qf_status qf_captioner_load(const char *model_dir, qf_captioner **out) {
+    *out = NULL;
+    qf_captioner *c = qf_calloc(1, sizeof *c);
+    if (!c) return qf_errorf(QF_ERR_NOMEM, "out of memory loading %s", model_dir);
+    qf_status s;
+    if ((s = qf_blip2_load(model_dir, QF_BLIP2_VISION | QF_BLIP2_QFORMER, &c->model))) goto fail;
+    const qf_blip2_config *cfg = qf_blip2_get_config(c->model);
+    if (!cfg->text.present) {
+        s = qf_errorf(QF_ERR_ARG, "%s is not a captioning checkpoint (config.json has no OPT text_config); "
+                      "use e.g. Salesforce/blip2-opt-2.7b", model_dir);
+        goto fail;
+    }
+    if ((s = qf_opt_load(qf_blip2_weights(c->model), cfg, &c->opt)) ||
+        (s = qf_bpe_load(model_dir, &c->bpe)) ||
+        (s = qf_img_preproc_load(model_dir, &c->pp)) ||
+        (s = qf_gen_params_load(model_dir, cfg, &c->gen)) ||
+        (s = qf_blip2_state_init(c->model, &c->state)))
+        goto fail;
+    c->vis = qf_malloc((size_t)qf_blip2_n_vis(c->model) * qf_blip2_vis_dim(c->model) * sizeof(float));
+    c->q_out = qf_malloc((size_t)qf_blip2_n_query(c->model) * qf_blip2_q_dim(c->model) * sizeof(float));
+    if (!c->vis || !c->q_out) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto fail; }
+    *out = c;
+    return QF_OK;
+fail:
+    qf_error_prefix(s, "%s", model_dir);
+    qf_captioner_free(c);
+    return s;
+}
+
+void qf_captioner_free(qf_captioner *c) {
+    if (!c) return;
+    qf_free(c->vis);
+    qf_free(c->q_out);
+    qf_blip2_state_free(c->state);
+    qf_bpe_free(c->bpe);
+    qf_opt_free(c->opt);
+    qf_blip2_free(c->model);
+    qf_free(c);
+}
+
+const qf_gen_params  *qf_captioner_defaults(const qf_captioner *c) { return &c->gen; }
+const qf_img_preproc *qf_captioner_preproc(const qf_captioner *c) { return &c->pp; }
+const qf_blip2       *qf_captioner_model(const qf_captioner *c) { return c->model; }
+
+void qf_caption_free(qf_caption *cap) {
+    if (!cap) return;
+    qf_free(cap->ids);
+    qf_free(cap->text);
+    memset(cap, 0, sizeof *cap);
+}
+
+qf_status qf_captioner_run_vis(qf_captioner *c, const float *vis, const char *prompt,
+                               const qf_gen_params *p, qf_caption *out) {
+    memset(out, 0, sizeof *out);
+    if (!p) p = &c->gen;
+    const int Q = qf_blip2_n_query(c->model), D = qf_opt_dim(c->opt);
+    int32_t *ids = NULL, bos = qf_bpe_bos_id(c->bpe);
+    int n_ids = 0;
+    float *prefix = NULL;
+    qf_opt_cache *cache = NULL;
+    qf_status s;
+    if (prompt && *prompt) {
+        if ((s = qf_bpe_encode(c->bpe, prompt, 1, &ids, &n_ids))) return qf_error_prefix(s, "prompt");
+    } else {
+        ids = qf_malloc(sizeof *ids);
+        if (!ids) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+        ids[0] = bos;
+        n_ids = 1;
+    }
+    int n_prefix = Q + n_ids, max_len = n_prefix + p->max_new_tokens;
+    if (max_len > qf_opt_max_positions(c->opt)) {
+        s = qf_errorf(QF_ERR_LIMIT, "prompt of %d tokens + %d queries + %d new tokens exceeds OPT's %d positions",
+                      n_ids, Q, p->max_new_tokens, qf_opt_max_positions(c->opt));
+        goto done;
+    }
+    /* inputs_embeds = cat(language_projection(qformer(vis)), embed_tokens(ids)) */
+    if ((s = qf_blip2_qformer_image(c->model, c->state, vis, c->q_out))) goto done;
+    prefix = qf_malloc((size_t)n_prefix * D * sizeof *prefix);
+    out->ids = qf_malloc((size_t)p->max_new_tokens * sizeof *out->ids);
+    if (!prefix || !out->ids) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    qf_opt_project(c->opt, c->q_out, Q, prefix);
+    if ((s = qf_opt_embed(c->opt, ids, n_ids, prefix + (size_t)Q * D))) goto done;
+    if ((s = qf_opt_cache_init(c->opt, p->num_beams, max_len, &cache))) goto done;
+    if ((s = qf_generate(c->opt, cache, prefix, n_prefix, ids, n_ids, p, out->ids, &out->n_ids, NULL))) goto done;
+    s = qf_bpe_decode(c->bpe, out->ids, out->n_ids, 1, qf_bpe_clean_spaces(c->bpe), &out->text);
+done:
+    qf_opt_cache_free(cache);
+    qf_free(prefix);
+    qf_free(ids);
+    if (s) qf_caption_free(out);
+    return s;
+}
+
+qf_status qf_captioner_run_pixels(qf_captioner *c, const float *pixels, const char *prompt,
+                                  const qf_gen_params *p, qf_caption *out) {
+    memset(out, 0, sizeof *out);
+    qf_status s = qf_blip2_vision(c->model, c->state, pixels, c->vis);
+    if (s) return s;
+    return qf_captioner_run_vis(c, c->vis, prompt, p, out);
+}
+
+qf_status qf_captioner_run_file(qf_captioner *c, const char *path, const char *prompt,
+                                const qf_gen_params *p, qf_caption *out) {
+    memset(out, 0, sizeof *out);
+    const int S = c->pp.height;
+    if (c->pp.width != S || S != qf_blip2_image_size(c->model))
+        return qf_errorf(QF_ERR_FORMAT, "preprocessor size %dx%d differs from the vision image_size %d",
+                         c->pp.width, c->pp.height, qf_blip2_image_size(c->model));
+    float *pixels = qf_malloc((size_t)3 * S * S * sizeof *pixels);
+    if (!pixels) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    qf_status s = qf_img_load_pixels(path, &c->pp, NULL, pixels, NULL, NULL, NULL);
+    if (!s) s = qf_captioner_run_pixels(c, pixels, prompt, p, out);
+    qf_free(pixels);
+    return s;
+}

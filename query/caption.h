@@ -1,0 +1,45 @@
+/* caption.h - BLIP-2 captioning end to end: a captioning checkpoint folder
+ * (Salesforce/blip2-opt-* layout) loaded once -> image or vision features
+ * -> Q-Former -> language_projection -> OPT generate -> ids and text.
+ *
+ * A qf_captioner owns its model, tokenizer and one decoding state: use one
+ * per thread. */
+#ifndef QF_CAPTION_H
+#define QF_CAPTION_H
+
+#include "embed/blip2.h"
+#include "embed/image.h"
+#include "query/generate.h"
+
+#include <stdint.h>
+
+typedef struct qf_captioner qf_captioner;
+
+qf_status qf_captioner_load(const char *model_dir, qf_captioner **out);
+void      qf_captioner_free(qf_captioner *c);   /* NULL ok */
+
+/* Settings from generation_config.json (borrowed; copy to change them). */
+const qf_gen_params   *qf_captioner_defaults(const qf_captioner *c);
+const qf_img_preproc  *qf_captioner_preproc(const qf_captioner *c);
+const qf_blip2        *qf_captioner_model(const qf_captioner *c);
+
+typedef struct {
+    int32_t *ids;       /* new tokens, EOS included when produced (qf_malloc) */
+    int      n_ids;
+    char    *text;      /* decoded (skip special tokens, HF clean-up)  (qf_malloc) */
+} qf_caption;
+
+void qf_caption_free(qf_caption *cap);   /* frees the fields; NULL ok */
+
+/* Captions from vision features [n_vis, vis_dim] (e.g. cached, or computed by
+ * a retrieval checkpoint sharing the same ViT). prompt: NULL or "" = none. */
+qf_status qf_captioner_run_vis(qf_captioner *c, const float *vis, const char *prompt,
+                               const qf_gen_params *p, qf_caption *out);
+/* Same from preprocessed pixels [3, S, S]. */
+qf_status qf_captioner_run_pixels(qf_captioner *c, const float *pixels, const char *prompt,
+                                  const qf_gen_params *p, qf_caption *out);
+/* Same from an image file. */
+qf_status qf_captioner_run_file(qf_captioner *c, const char *path, const char *prompt,
+                                const qf_gen_params *p, qf_caption *out);
+
+#endif
