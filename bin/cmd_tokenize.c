@@ -2,12 +2,13 @@
  * each TEXT. The checkpoint's config.json picks the tokenizer: a retrieval
  * checkpoint (Q-Former text input) gets the Q-Former's BERT ids, `[CLS] ...
  * [SEP]` truncated to 32, no padding; a captioning checkpoint gets OPT's
- * BPE ids (branch run_opt, not available yet). Every branch prints through
+ * BPE ids (`</s>` first). Every branch prints through
  * print_ids so the output format is one thing. */
 #include "cli.h"
 
 #include "embed/bert.h"
 #include "embed/config.h"
+#include "query/bpe.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -82,9 +83,30 @@ static int run_bert(const char *model, out_format fmt, char **texts, int n_texts
 
 /* Captioning checkpoints: OPT's GPT-2 byte-level BPE (`</s>` first). */
 static int run_opt(const char *model, out_format fmt, char **texts, int n_texts) {
-    (void)model; (void)fmt; (void)texts; (void)n_texts;
-    fprintf(stderr, "qformer tokenize: OPT tokenizer not available yet\n");
-    return 1;
+    qf_bpe *tok = NULL;
+    qf_status s = qf_bpe_load(model, &tok);
+    if (s) return qf_cli_fail("tokenize", s);
+    int rc = 0;
+    for (int i = 0; i < n_texts && rc == 0; i++) {
+        int32_t *ids = NULL;
+        int64_t *wide = NULL;
+        int n = 0;
+        s = qf_bpe_encode(tok, texts[i], 1, &ids, &n);
+        if (!s && !(wide = qf_malloc(((size_t)n + 1) * sizeof *wide)))
+            s = qf_errorf(QF_ERR_NOMEM, "out of memory for %d ids", n);
+        if (s) {
+            qf_error_prefix(s, "TEXT %d", i + 1);
+            rc = qf_cli_fail("tokenize", s);
+        } else {
+            for (int k = 0; k < n; k++) wide[k] = ids[k];
+            if (print_ids(fmt, texts[i], wide, n))
+                rc = qf_cli_fail("tokenize", qf_errorf(QF_ERR_IO, "cannot write to stdout"));
+        }
+        qf_free(ids);
+        qf_free(wide);
+    }
+    qf_bpe_free(tok);
+    return rc;
 }
 
 int qf_cmd_tokenize(int argc, char **argv) {

@@ -49,8 +49,11 @@ check(len(objs) == 2 and objs[1]["text"] == "-5 degrees" and len(objs[1]["ids"])
 r = run("--help")
 check(r.returncode == 0 and b"usage: qformer tokenize" in r.stdout, "--help")
 
-r = run("--model", opt, "hello")
-check(r.returncode == 1 and b"OPT tokenizer not available yet" in r.stderr, "captioning checkpoint refused")
+bpe = json.load(open(opt + "/expected.json", encoding="utf-8"))["bpe"]
+r = run("--model", opt, "--format", "json", "--", *[e["text"] for e in bpe])
+objs = [json.loads(l) for l in r.stdout.decode("utf-8").splitlines()]
+check(r.returncode == 0 and [o["ids"] for o in objs] == [e["input_ids"] for e in bpe]
+      and [o["text"] for o in objs] == [e["text"] for e in bpe], "captioning checkpoint: OPT BPE ids")
 
 r = run("hello")
 check(r.returncode == 2 and b"--model" in r.stderr, "missing --model is a usage error")
