@@ -2,6 +2,7 @@
  * each image with a BLIP-2 OPT checkpoint. */
 #include "cli.h"
 
+#include "embed/hub.h"
 #include "query/caption.h"
 
 #include <getopt.h>
@@ -73,6 +74,10 @@ int qf_cmd_caption(int argc, char **argv) {
     if (strcmp(format, "text") && strcmp(format, "json"))
         return qf_cli_usage("caption", "--format must be text or json, not '%s'", format);
     if (optind >= argc) return qf_cli_usage("caption", "no IMAGE given");
+    char model_buf[QF_HUB_PATH_MAX];   /* --model: a folder or a cached ORG/NAME */
+    qf_status hs = qf_hub_resolve_model(model_dir, model_buf, sizeof model_buf);
+    if (hs) return qf_cli_fail("caption", hs);
+    model_dir = model_buf;
 
     qf_captioner *cap = NULL;
     qf_status s = qf_captioner_load(model_dir, &cap);

@@ -6,6 +6,7 @@
 
 #include "embed/bert.h"
 #include "embed/blip2.h"
+#include "embed/hub.h"
 #include "embed/image.h"
 #include "embed/safetensors.h"
 
@@ -64,6 +65,10 @@ int qf_cmd_embed(int argc, char **argv) {
         rc = qf_cli_usage("embed", "--model and --out are required");
         free(images); free(texts); return rc;
     }
+    char model_buf[QF_HUB_PATH_MAX];   /* --model: a folder or a cached ORG/NAME */
+    qf_status hs = qf_hub_resolve_model(model_dir, model_buf, sizeof model_buf);
+    if (hs) { free(images); free(texts); return qf_cli_fail("embed", hs); }
+    model_dir = model_buf;
 
     qf_blip2 *m = NULL;
     qf_blip2_state *s = NULL;

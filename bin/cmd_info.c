@@ -1,10 +1,376 @@
-/* cmd_info.c - `qformer info` (not yet implemented). */
+/* cmd_info.c - `qformer info`: what a model folder or an index database holds.
+ *
+ * `--model DIR` loads the checkpoint the way every other command does (so
+ * every tensor's presence, dtype and shape is checked: `info` doubles as a
+ * checkpoint check; the OPT language model too when config.json has one) and
+ * prints the config summary, parameter counts per part, dtypes, weight files
+ * and the model fingerprint, as text or as one JSON object. `--db FILE` is a
+ * separate branch (info_db). */
 #include "cli.h"
 
+#include "embed/blip2.h"
+#include "embed/config.h"
+#include "embed/hub.h"
+#include "embed/safetensors.h"
+#include "query/opt.h"
+
+#include "index/dbinfo.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char usage_text[] =
+    "usage: qformer info --model DIR [--format text|json]\n"
+    "       qformer info --db FILE.db [--format text|json] [--failures] [--check] [--repair]\n"
+    "\n"
+    "--model DIR: loads the checkpoint (every tensor's presence, dtype and shape\n"
+    "is checked, so a broken checkpoint exits 1 naming the tensor) and prints the\n"
+    "config (vision, Q-Former, ITC, OPT text model when present), the parameter\n"
+    "count per part, the dtypes, the weight files with their sizes and the model\n"
+    "fingerprint. --format json prints the same as one JSON object.\n"
+    "--db FILE.db: summary of an index database: image counts, failures, model,\n"
+    "index type, sizes on disk. --failures lists each bad file with its error;\n"
+    "--check verifies the database and that the vector index holds exactly the\n"
+    "indexed images (exit 1 on a problem); --repair re-queues what is missing so\n"
+    "the next `qformer index` run completes it.\n"
+    "\n"
+    "examples:\n"
+    "  qformer info --model blip2-itm-vit-g\n"
+    "  qformer info --model blip2-opt-2.7b --format json\n"
+    "  qformer info --db photos.db --check\n";
+
+/* ---- parameter accounting ------------------------------------------------ */
+
+/* Parts a checkpoint's tensors are counted in, by name prefix. */
+enum { PART_VISION, PART_QFORMER, PART_HEADS, PART_LANGUAGE, PART_OTHER, PART_COUNT };
+
+static const char *const part_key[PART_COUNT] = {
+    "vision_model", "qformer", "heads", "language_model", "other",
+};
+static const char *const part_label[PART_COUNT] = {
+    "vision_model.*",
+    "qformer.* + query_tokens",
+    "embeddings + vision/text_projection + itm_head",
+    "language_model.* + language_projection",
+    "other",
+};
+
+static int starts(const char *s, const char *prefix) {
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int part_of(const char *name) {
+    if (starts(name, "vision_model.")) return PART_VISION;
+    if (starts(name, "qformer.") || !strcmp(name, "query_tokens")) return PART_QFORMER;
+    if (starts(name, "embeddings.") || starts(name, "vision_projection.") ||
+        starts(name, "text_projection.") || starts(name, "itm_head."))
+        return PART_HEADS;
+    if (starts(name, "language_model.") || starts(name, "language_projection.")) return PART_LANGUAGE;
+    return PART_OTHER;
+}
+
+#define MAX_FILES 256
+
+typedef struct {
+    int64_t     params[PART_COUNT];
+    int64_t     total;
+    size_t      n_tensors;
+    size_t      dtype_tensors[QF_DT_COUNT];
+    int64_t     dtype_params[QF_DT_COUNT];
+    const char *file[MAX_FILES];        /* borrowed from the qf_st, first-seen order */
+    int64_t     file_bytes[MAX_FILES];  /* size on disk, -1 if stat fails           */
+    size_t      n_files;
+    uint64_t    tensor_bytes;
+} model_stats;
+
+static void collect(const qf_st *st, model_stats *ms) {
+    memset(ms, 0, sizeof *ms);
+    ms->n_tensors = qf_st_count(st);
+    ms->tensor_bytes = qf_st_total_bytes(st);
+    for (size_t i = 0; i < ms->n_tensors; i++) {
+        const qf_st_tensor *t = qf_st_at(st, i);
+        ms->params[part_of(t->name)] += t->n_elem;
+        ms->total += t->n_elem;
+        ms->dtype_tensors[t->dtype]++;
+        ms->dtype_params[t->dtype] += t->n_elem;
+        size_t f = 0;
+        while (f < ms->n_files && strcmp(ms->file[f], t->file)) f++;
+        if (f == ms->n_files && f < MAX_FILES) {
+            struct stat sb;
+            ms->file[f] = t->file;
+            ms->file_bytes[f] = stat(t->file, &sb) == 0 ? (int64_t)sb.st_size : -1;
+            ms->n_files++;
+        }
+    }
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+/* "1.17 B", "107.1 M", "4.3 K": a human reading of a count. */
+static const char *human(double v, char *buf, size_t cap) {
+    if (v >= 1e9)      snprintf(buf, cap, "%.2f B", v / 1e9);
+    else if (v >= 1e6) snprintf(buf, cap, "%.1f M", v / 1e6);
+    else if (v >= 1e3) snprintf(buf, cap, "%.1f K", v / 1e3);
+    else               snprintf(buf, cap, "%.0f", v);
+    return buf;
+}
+
+static const char *human_bytes(double v, char *buf, size_t cap) {
+    if (v >= 1 << 30)      snprintf(buf, cap, "%.2f GiB", v / (1 << 30));
+    else if (v >= 1 << 20) snprintf(buf, cap, "%.1f MiB", v / (1 << 20));
+    else if (v >= 1 << 10) snprintf(buf, cap, "%.1f KiB", v / (1 << 10));
+    else                   snprintf(buf, cap, "%.0f B", v);
+    return buf;
+}
+
+static void print_text(const char *dir, const qf_blip2_config *c, int retrieval,
+                       const model_stats *ms, const char *fp) {
+    const qf_vision_config *v = &c->vision;
+    const qf_qformer_config *q = &c->qformer;
+    const qf_opt_config *t = &c->text;
+    char h[32];
+    int g = v->image_size / v->patch_size;
+    printf("model         %s\n", dir);
+    printf("architecture  %s (%s, model_type %s)\n", c->architecture[0] ? c->architecture : "(none)",
+           retrieval ? "retrieval" : "captioning", c->model_type[0] ? c->model_type : "(none)");
+    printf("vision        %d layers, hidden %d, %d heads, mlp %d, image %d, patch %d (%d tokens), eps %g\n",
+           v->num_hidden_layers, v->hidden_size, v->num_attention_heads, v->intermediate_size,
+           v->image_size, v->patch_size, 1 + g * g, (double)v->layer_norm_eps);
+    printf("qformer       %d layers, hidden %d, %d heads, intermediate %d, %d queries, "
+           "cross-attention every %d, vocab %d, max positions %d, text input %s\n",
+           q->num_hidden_layers, q->hidden_size, q->num_attention_heads, q->intermediate_size,
+           c->num_query_tokens, q->cross_attention_frequency, q->vocab_size,
+           q->max_position_embeddings, q->use_qformer_text_input ? "yes" : "no");
+    printf("itc dim       %d\n", c->image_text_hidden_size);
+    if (t->present)
+        printf("text (OPT)    %d layers, hidden %d, %d heads, ffn %d, vocab %d, max positions %d\n",
+               t->num_hidden_layers, t->hidden_size, t->num_attention_heads, t->ffn_dim,
+               t->vocab_size, t->max_position_embeddings);
+    else
+        printf("text (OPT)    none\n");
+    printf("parameters    %" PRId64 " (%s) in %zu tensors\n", ms->total,
+           human((double)ms->total, h, sizeof h), ms->n_tensors);
+    for (int p = 0; p < PART_COUNT; p++)
+        if (ms->params[p] || p != PART_OTHER)
+            printf("  %-46s %13" PRId64 "  %s\n", part_label[p], ms->params[p],
+                   human((double)ms->params[p], h, sizeof h));
+    printf("dtypes       ");
+    for (int d = 0; d < QF_DT_COUNT; d++)
+        if (ms->dtype_tensors[d])
+            printf(" %s: %zu tensors (%s params)", qf_dtype_name((qf_dtype)d), ms->dtype_tensors[d],
+                   human((double)ms->dtype_params[d], h, sizeof h));
+    printf("\n");
+    printf("files         %zu, %" PRIu64 " bytes of tensor data (%s)\n", ms->n_files,
+           ms->tensor_bytes, human_bytes((double)ms->tensor_bytes, h, sizeof h));
+    for (size_t f = 0; f < ms->n_files; f++)
+        printf("  %-60s %13" PRId64 "  %s\n", ms->file[f], ms->file_bytes[f],
+               human_bytes((double)ms->file_bytes[f], h, sizeof h));
+    printf("fingerprint   %s\n", fp);
+}
+
+/* Builds the JSON object; NULL when jansson runs out of memory. */
+static json_t *build_json(const char *dir, const qf_blip2_config *c, int retrieval,
+                          const model_stats *ms, const char *fp) {
+    const qf_vision_config *v = &c->vision;
+    const qf_qformer_config *q = &c->qformer;
+    const qf_opt_config *t = &c->text;
+    int g = v->image_size / v->patch_size;
+    json_t *params = json_object(), *dtypes = json_object(), *files = json_array();
+    if (!params || !dtypes || !files) goto fail;
+    json_object_set_new(params, "total", json_integer(ms->total));
+    for (int p = 0; p < PART_COUNT; p++) json_object_set_new(params, part_key[p], json_integer(ms->params[p]));
+    for (int d = 0; d < QF_DT_COUNT; d++)
+        if (ms->dtype_tensors[d])
+            json_object_set_new(dtypes, qf_dtype_name((qf_dtype)d),
+                                json_pack("{s:I, s:I}", "tensors", (json_int_t)ms->dtype_tensors[d],
+                                          "params", (json_int_t)ms->dtype_params[d]));
+    for (size_t f = 0; f < ms->n_files; f++)
+        json_array_append_new(files, json_pack("{s:s, s:I}", "path", ms->file[f], "bytes",
+                                               (json_int_t)ms->file_bytes[f]));
+    json_t *text = t->present
+        ? json_pack("{s:i, s:i, s:i, s:i, s:i, s:i}", "num_hidden_layers", t->num_hidden_layers,
+                    "hidden_size", t->hidden_size, "num_attention_heads", t->num_attention_heads,
+                    "ffn_dim", t->ffn_dim, "vocab_size", t->vocab_size,
+                    "max_position_embeddings", t->max_position_embeddings)
+        : json_null();
+    json_t *root = json_pack(
+        "{s:s, s:s, s:s, s:s,"
+        " s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f},"
+        " s:{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:b},"
+        " s:i, s:o, s:o, s:I, s:o, s:I, s:o, s:s}",
+        "model", dir,
+        "architecture", c->architecture,
+        "model_type", c->model_type,
+        "kind", retrieval ? "retrieval" : "captioning",
+        "vision",
+            "num_hidden_layers", v->num_hidden_layers, "hidden_size", v->hidden_size,
+            "num_attention_heads", v->num_attention_heads, "intermediate_size", v->intermediate_size,
+            "image_size", v->image_size, "patch_size", v->patch_size, "num_tokens", 1 + g * g,
+            "layer_norm_eps", (double)v->layer_norm_eps,
+        "qformer",
+            "num_hidden_layers", q->num_hidden_layers, "hidden_size", q->hidden_size,
+            "num_attention_heads", q->num_attention_heads, "intermediate_size", q->intermediate_size,
+            "num_query_tokens", c->num_query_tokens,
+            "cross_attention_frequency", q->cross_attention_frequency,
+            "vocab_size", q->vocab_size, "max_position_embeddings", q->max_position_embeddings,
+            "use_qformer_text_input", q->use_qformer_text_input,
+        "image_text_hidden_size", c->image_text_hidden_size,
+        "text", text,
+        "parameters", params,
+        "n_tensors", (json_int_t)ms->n_tensors,
+        "dtypes", dtypes,
+        "tensor_bytes", (json_int_t)ms->tensor_bytes,
+        "files", files,
+        "fingerprint", fp);
+    return root;        /* json_pack's "o" steals the references, even on failure */
+fail:
+    json_decref(params);
+    json_decref(dtypes);
+    json_decref(files);
+    return NULL;
+}
+
+/* ---- the two branches ------------------------------------------------------ */
+
+static int info_model(const char *dir, int json) {
+    qf_blip2_config cfg;
+    qf_blip2 *m = NULL;
+    qf_opt *opt = NULL;
+    qf_status s;
+    /* The config decides which parts must be there: retrieval checkpoints
+     * carry the Q-Former text path and the ITC/ITM heads, captioning ones
+     * the vision model, the Q-Former and OPT with its language_projection. */
+    if ((s = qf_config_load(dir, &cfg))) return qf_cli_fail("info", s);
+    int retrieval = cfg.qformer.use_qformer_text_input != 0;
+    int parts = retrieval ? QF_BLIP2_ALL : QF_BLIP2_VISION | QF_BLIP2_QFORMER;
+    if ((s = qf_blip2_load(dir, parts, &m))) return qf_cli_fail("info", s);
+    if (cfg.text.present && (s = qf_opt_load(qf_blip2_weights(m), qf_blip2_get_config(m), &opt))) {
+        qf_error_prefix(s, "%s", dir);
+        qf_blip2_free(m);
+        return qf_cli_fail("info", s);
+    }
+
+    model_stats ms;
+    collect(qf_blip2_weights(m), &ms);
+    const qf_blip2_config *c = qf_blip2_get_config(m);
+    int rc = 0;
+    if (json) {
+        json_t *root = build_json(dir, c, retrieval, &ms, qf_blip2_fingerprint(m));
+        if (!root || json_dumpf(root, stdout, JSON_COMPACT | JSON_REAL_PRECISION(7)) != 0) {
+            fprintf(stderr, "qformer info: cannot write the JSON summary\n");
+            rc = 1;
+        } else {
+            putchar('\n');
+        }
+        json_decref(root);
+    } else {
+        print_text(dir, c, retrieval, &ms, qf_blip2_fingerprint(m));
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "qformer info: cannot write to stdout\n");
+        rc = 1;
+    }
+    qf_opt_free(opt);
+    qf_blip2_free(m);
+    return rc;
+}
+
+/* ---- info --db ---------------------------------------------------------- */
+
+static qf_status print_failure(const qf_store_image *img, void *user) {
+    (void)user;
+    printf("%s\t%s\n", img->path, img->error ? img->error : "");
+    return QF_OK;
+}
+
+static void print_line(const char *line, void *user) {
+    (void)user;
+    printf("%s\n", line);
+}
+
+static int info_db(const char *db_path, int json, int failures, int check, int repair) {
+    qf_status s;
+    if (failures) {
+        s = qf_dbinfo_failures(db_path, print_failure, NULL);
+        return s ? qf_cli_fail("info", s) : 0;
+    }
+    if (check || repair) {
+        int64_t problems = 0;
+        s = qf_dbinfo_check(db_path, repair, &problems, print_line, NULL);
+        if (s) return qf_cli_fail("info", s);
+        printf("%s: %lld problem%s%s\n", db_path, (long long)problems, problems == 1 ? "" : "s",
+               problems && repair ? " (repairs queued)" : "");
+        return problems && !repair ? 1 : 0;
+    }
+    qf_dbinfo d;
+    if ((s = qf_dbinfo_get(db_path, &d))) return qf_cli_fail("info", s);
+    int64_t total = d.counts[QF_IMAGE_OK] + d.counts[QF_IMAGE_ERROR] + d.counts[QF_IMAGE_PENDING];
+    if (json) {
+        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:I, s:I, s:b, s:i}",
+            "db", db_path, "images", (json_int_t)total, "ok", (json_int_t)d.counts[QF_IMAGE_OK],
+            "failed", (json_int_t)d.counts[QF_IMAGE_ERROR], "pending", (json_int_t)d.counts[QF_IMAGE_PENDING],
+            "model", d.model_path, "model_fingerprint", d.fingerprint, "factory", d.factory, "pooled", d.pooled,
+            "dim", d.dim, "n_query", d.n_query, "index_file", d.index_file, "db_bytes", (json_int_t)d.db_bytes,
+            "index_bytes", (json_int_t)d.faiss_bytes, "index_vectors", (json_int_t)d.faiss_ntotal,
+            "index_in_sync", d.faiss_generation == d.generation, "schema_version", d.schema_version);
+        char *txt = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+        if (txt) puts(txt);
+        free(txt);
+        json_decref(o);
+        return txt ? 0 : qf_cli_fail("info", qf_errorf(QF_ERR_FORMAT, "%s: cannot encode as JSON", db_path));
+    }
+    char b1[32], b2[32];
+    printf("index %s\n", db_path);
+    printf("  images       %lld: %lld indexed, %lld failed, %lld pending\n", (long long)total,
+           (long long)d.counts[QF_IMAGE_OK], (long long)d.counts[QF_IMAGE_ERROR], (long long)d.counts[QF_IMAGE_PENDING]);
+    printf("  model        %s\n  fingerprint  %s\n", d.model_path, d.fingerprint);
+    printf("  index type   %s, %s, %d x %d-dim vectors per image\n", d.factory,
+           d.pooled ? "pooled (approximate)" : "exact multi-vector", d.pooled ? 1 : d.n_query, d.dim);
+    printf("  vectors      %lld in %s%s\n", (long long)d.faiss_ntotal, d.index_file,
+           d.faiss_generation == d.generation ? "" : " (out of step: the next index run rebuilds it)");
+    printf("  on disk      database %s, vector index %s\n", human_bytes((double)d.db_bytes, b1, sizeof b1),
+           d.faiss_bytes >= 0 ? human_bytes((double)d.faiss_bytes, b2, sizeof b2) : "none");
+    printf("  schema       version %d\n", d.schema_version);
+    if (d.counts[QF_IMAGE_ERROR])
+        printf("  `qformer info --db %s --failures` lists the failed files\n", db_path);
+    return 0;
+}
 
 int qf_cmd_info(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "qformer info: not implemented yet\n");
-    return 1;
+    static const struct option opts[] = {
+        { "model", required_argument, 0, 'm' }, { "db", required_argument, 0, 'd' },
+        { "format", required_argument, 0, 'f' }, { "help", no_argument, 0, 'h' },
+        { "failures", no_argument, 0, 'F' }, { "check", no_argument, 0, 'c' },
+        { "repair", no_argument, 0, 'r' }, { 0, 0, 0, 0 },
+    };
+    const char *model_dir = NULL, *db = NULL, *format = "text";
+    int c, failures = 0, check = 0, repair = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'd': db = optarg; break;
+        case 'f': format = optarg; break;
+        case 'F': failures = 1; break;
+        case 'c': check = 1; break;
+        case 'r': repair = 1; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default: return qf_cli_usage("info", "invalid option");
+        }
+    }
+    if (optind < argc) return qf_cli_usage("info", "unexpected argument '%s'", argv[optind]);
+    if (strcmp(format, "text") && strcmp(format, "json"))
+        return qf_cli_usage("info", "--format must be text or json, not '%s'", format);
+    if (!model_dir == !db) return qf_cli_usage("info", "give exactly one of --model DIR and --db FILE.db");
+    int json = !strcmp(format, "json");
+    char model_buf[QF_HUB_PATH_MAX];   /* --model: a folder or a cached ORG/NAME */
+    qf_status hs = model_dir ? qf_hub_resolve_model(model_dir, model_buf, sizeof model_buf) : QF_OK;
+    if (hs) return qf_cli_fail("info", hs);
+    if (model_dir) model_dir = model_buf;
+    return db ? info_db(db, json, failures, check, repair) : info_model(model_dir, json);
 }

@@ -1,10 +1,103 @@
-/* cmd_search.c - `qformer search` (not yet implemented). */
+/* cmd_search.c - `qformer search`: text or image query against an index. */
 #include "cli.h"
 
+#include "query/search.h"
+
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_text[] =
+    "usage: qformer search --db FILE.db [-k N] [--rerank N] [--caption N] [--caption-model DIR]\n"
+    "                      [--prompt STR] [--model DIR] [--nprobe N]\n"
+    "                      [--format table|json|html] [--out FILE] (TEXT | --image PATH)\n"
+    "\n"
+    "Finds the images of an index that best match TEXT (or the image PATH).\n"
+    "  -k N              results (default 10)\n"
+    "  --rerank N        rescore the top N with the ITM head: itm = match logit (mean over\n"
+    "                    queries), score = itm + itc; reranked results come first\n"
+    "  --caption N       caption the first N results with --caption-model (a BLIP-2 OPT\n"
+    "                    checkpoint); captions are cached in the index database\n"
+    "  --format F        table (default), json, or html (a self-contained gallery)\n"
+    "  --out FILE        write there instead of standard output\n"
+    "  --model DIR       retrieval checkpoint (default: the one the index was built with)\n"
+    "  --nprobe N        IVF cells to visit (IVF factories)\n"
+    "\n"
+    "JSON: {\"query\": TEXT, \"results\": [{\"rank\", \"id\", \"path\", \"itc\", \"itm\", \"score\", \"caption\"}]}\n"
+    "\n"
+    "examples:\n"
+    "  qformer search --db photos.db \"a cat on a sofa\"\n"
+    "  qformer search --db photos.db --rerank 20 --caption 5 --caption-model blip2-opt-2.7b \\\n"
+    "                 --format html --out cats.html \"a cat on a sofa\"\n";
+
+static int parse_nonneg(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 0 || v > 1 << 20) return 0;
+    *out = (int)v;
+    return 1;
+}
 
 int qf_cmd_search(int argc, char **argv) {
-    (void)argc; (void)argv;
-    fprintf(stderr, "qformer search: not implemented yet\n");
-    return 1;
+    static const struct option opts[] = {
+        { "db", required_argument, 0, 'd' }, { "rerank", required_argument, 0, 'r' },
+        { "caption", required_argument, 0, 'c' }, { "caption-model", required_argument, 0, 'C' },
+        { "prompt", required_argument, 0, 'p' }, { "model", required_argument, 0, 'm' },
+        { "nprobe", required_argument, 0, 'n' }, { "format", required_argument, 0, 'f' },
+        { "out", required_argument, 0, 'o' }, { "image", required_argument, 0, 'i' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+    };
+    qf_search_opts o = { .k = 10 };
+    const char *format = "table", *out_path = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hk:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': o.db_path = optarg; break;
+        case 'k': if (!parse_nonneg(optarg, &o.k) || o.k == 0) return qf_cli_usage("search", "-k: '%s' is not a positive integer", optarg); break;
+        case 'r': if (!parse_nonneg(optarg, &o.rerank)) return qf_cli_usage("search", "--rerank: '%s' is not an integer", optarg); break;
+        case 'c': if (!parse_nonneg(optarg, &o.caption)) return qf_cli_usage("search", "--caption: '%s' is not an integer", optarg); break;
+        case 'C': o.caption_model = optarg; break;
+        case 'p': o.prompt = optarg; break;
+        case 'm': o.model_dir = optarg; break;
+        case 'n': if (!parse_nonneg(optarg, &o.nprobe)) return qf_cli_usage("search", "--nprobe: '%s' is not an integer", optarg); break;
+        case 'f': format = optarg; break;
+        case 'o': out_path = optarg; break;
+        case 'i': o.image_path = optarg; break;
+        case 'h': fputs(usage_text, stdout); return 0;
+        default: return 2;
+        }
+    }
+    if (!o.db_path) return qf_cli_usage("search", "--db is required");
+    if (strcmp(format, "table") && strcmp(format, "json") && strcmp(format, "html"))
+        return qf_cli_usage("search", "--format must be table, json or html, not '%s'", format);
+    if (!o.image_path) {
+        if (optind != argc - 1) return qf_cli_usage("search", "give exactly one TEXT (quote it) or --image PATH");
+        o.text = argv[optind];
+    } else if (optind < argc) {
+        return qf_cli_usage("search", "TEXT and --image are exclusive");
+    }
+
+    qf_search_result r;
+    qf_status s = qf_search_run(&o, &r);
+    if (s) return qf_cli_fail("search", s);
+    FILE *f = stdout;
+    if (out_path && !(f = fopen(out_path, "w"))) {
+        qf_search_result_free(&r);
+        s = qf_errorf(QF_ERR_IO, "%s: cannot write", out_path);
+        return qf_cli_fail("search", s);
+    }
+    char qbuf[4200];
+    if (o.image_path) snprintf(qbuf, sizeof qbuf, "image:%s", o.image_path);
+    qf_report_info info = { .query = o.text ? o.text : qbuf, .mode = r.mode,
+                            .rerank_src = r.rerank_src[0] ? r.rerank_src : NULL, .thumb_px = 320 };
+    if (!strcmp(format, "json")) s = qf_report_json(f, &info, r.hits, r.n);
+    else if (!strcmp(format, "html")) s = qf_report_html(f, &info, r.hits, r.n);
+    else s = qf_report_table(f, &info, r.hits, r.n);
+    if (f != stdout && fclose(f) != 0 && !s) s = qf_errorf(QF_ERR_IO, "%s: write failed", out_path);
+    qf_search_result_free(&r);
+    if (s) return qf_cli_fail("search", s);
+    if (out_path) fprintf(stderr, "qformer search: wrote %s\n", out_path);
+    return 0;
 }

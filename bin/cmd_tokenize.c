@@ -8,6 +8,7 @@
 
 #include "embed/bert.h"
 #include "embed/config.h"
+#include "embed/hub.h"
 #include "query/bpe.h"
 
 #include <getopt.h>
@@ -137,6 +138,10 @@ int qf_cmd_tokenize(int argc, char **argv) {
     }
     if (!model) return qf_cli_usage("tokenize", "--model DIR is required");
     if (optind >= argc) return qf_cli_usage("tokenize", "no TEXT given");
+    char model_buf[QF_HUB_PATH_MAX];   /* --model: a folder or a cached ORG/NAME */
+    qf_status hs = qf_hub_resolve_model(model, model_buf, sizeof model_buf);
+    if (hs) return qf_cli_fail("tokenize", hs);
+    model = model_buf;
 
     qf_blip2_config cfg;
     qf_status s = qf_config_load(model, &cfg);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+
 static const struct {
     const char *name;
     int (*fn)(int, char **);
@@ -17,6 +18,7 @@ static const struct {
     { "index",    qf_cmd_index,    "embed a folder of images into a FAISS + SQLite index" },
     { "search",   qf_cmd_search,   "search an index by text or by image" },
     { "export",   qf_cmd_export,   "write an index's features as .npy + .jsonl" },
+    { "pull",     qf_cmd_pull,     "download a checkpoint from the Hugging Face hub into the cache" },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -318,6 +318,15 @@ fail:
     return s;
 }
 
+qf_status qf_blip2_inspect(const char *model_dir, qf_blip2_config *cfg, char fingerprint_out[65]) {
+    qf_st *st = NULL;
+    qf_status s = qf_config_load(model_dir, cfg);
+    if (!s) s = qf_st_open(model_dir, &st);
+    if (!s) fingerprint(st, NULL, fingerprint_out);
+    qf_st_close(st);
+    return s;
+}
+
 void qf_blip2_free(qf_blip2 *m) {
     if (!m) return;
     if (m->owned_qkv_b)

@@ -27,6 +27,9 @@ enum {
 /* Loads the parts in `parts` from `model_dir`; weights stay mmapped. */
 qf_status qf_blip2_load(const char *model_dir, int parts, qf_blip2 **out);
 void      qf_blip2_free(qf_blip2 *m);
+/* Config and fingerprint of a checkpoint without loading its weights (no
+ * F16/BF16 upcast): cheap, for a coordinator that only writes the store. */
+qf_status qf_blip2_inspect(const char *model_dir, qf_blip2_config *cfg, char fingerprint[65]);
 
 const qf_blip2_config *qf_blip2_get_config(const qf_blip2 *m);
 int  qf_blip2_n_query(const qf_blip2 *m);     /* num_query_tokens (32)          */

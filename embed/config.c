@@ -4,16 +4,28 @@
 #include "embed/config.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #define CONFIG_MAX_BYTES (4u << 20)
 
+/* Numbers outside int saturate to INT_MIN / INT_MAX (and then fail the
+ * range checks below where those matter): converting an out-of-range double
+ * to int is undefined behaviour, and truncating a 64-bit integer would turn
+ * 4294967328 into 32 (fuzz: tests/fuzz/regress/config/real_out_of_range). */
 static int get_int(const json_t *o, const char *key, int def) {
     json_t *v = o ? json_object_get(o, key) : NULL;
-    if (json_is_integer(v)) return (int)json_integer_value(v);
-    if (json_is_real(v)) return (int)json_real_value(v);
+    if (json_is_integer(v)) {
+        json_int_t x = json_integer_value(v);
+        return x > INT_MAX ? INT_MAX : x < INT_MIN ? INT_MIN : (int)x;
+    }
+    if (json_is_real(v)) {
+        double x = json_real_value(v);
+        if (x != x) return def;
+        return x >= (double)INT_MAX ? INT_MAX : x <= (double)INT_MIN ? INT_MIN : (int)x;
+    }
     if (json_is_boolean(v)) return json_is_true(v);
     return def;
 }
@@ -74,9 +86,12 @@ qf_status qf_config_load(const char *path, qf_blip2_config *c) {
     json_t *qc = json_object_get(root, "qformer_config");
     json_t *tc = json_object_get(root, "text_config");
     if (!json_is_object(vc) || !json_is_object(qc)) {
+        /* vc belongs to root: look at it before root is released (fuzz:
+         * tests/fuzz/regress/config/missing_qformer_config, use after free). */
+        const char *which = json_is_object(vc) ? "qformer_config" : "vision_config";
         json_decref(root);
         return qf_errorf(QF_ERR_MISSING, "%s: missing required object '%s' (not a BLIP-2 config?)",
-                         file, json_is_object(vc) ? "qformer_config" : "vision_config");
+                         file, which);
     }
 
     qf_vision_config *v = &c->vision;

@@ -11,35 +11,7 @@
 #define QF_DRIVER_H
 
 #include "embed/common.h"
-
-typedef struct {
-    const char        *model_dir;
-    const char        *db_path;
-    const char        *factory;        /* NULL: the DB's, or "Flat" for a new DB        */
-    const char *const *roots;          /* files, folders, @LIST files                   */
-    int                n_roots;
-    int                batch;          /* images per work unit (default 8)               */
-    int                threads;        /* BLAS threads per rank; 0 = cores / local ranks */
-    int                pooled;         /* -1: the DB's (default exact); 0/1              */
-    int                keep_vision;    /* cache vision features (F16) for --rerank       */
-    int                checkpoint;     /* commit every N results (default 64)            */
-    int                progress;       /* 0 quiet, 1 log lines, 2 progress bar           */
-    int                retry_failed;   /* re-try images recorded as errors               */
-} qf_index_opts;
-
-typedef struct {
-    long   files;        /* candidates found by the scan        */
-    long   unchanged;    /* skipped: already indexed, unchanged  */
-    long   queued;       /* embedded this run (new/changed/left) */
-    long   embedded;     /* of which succeeded                   */
-    long   failed;       /* of which recorded as bad input       */
-    long   removed;      /* vanished files dropped               */
-    long   scan_errors;  /* paths that could not be scanned      */
-    long   total_ok;     /* images in the index after the run    */
-    int    ranks;
-    double seconds;
-    int    rebuilt;      /* FAISS index rebuilt from the store   */
-} qf_index_report;
+#include "index/indexer.h"
 
 /* Initialises MPI when launched by mpirun/srun (detected from the
  * environment); otherwise runs as a single process without MPI. */

@@ -12,7 +12,8 @@ PKGS=(build-essential cmake pkg-config git ca-certificates
       libopenblas-dev liblapack-dev libfaiss-dev libsqlite3-dev sqlite3
       libpng-dev libjpeg62-turbo-dev libcunit1-dev
       openmpi-bin libopenmpi-dev libjansson-dev libutf8proc-dev
-      libcurl4-openssl-dev libssl-dev python3 python3-numpy)
+      libcurl4-openssl-dev libssl-dev python3 python3-numpy
+      clang libclang-rt-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,512 @@
+/* indexer.c - the single writer of an index run (see indexer.h).
+ *
+ * Generations: meta "generation" is bumped by every committed write
+ * transaction; meta "faiss_generation" records the generation the FAISS
+ * file was written at. At the start of a run they are equal exactly when the
+ * file holds the vectors of every ok image and nothing else; then the run
+ * updates it incrementally (remove old ids, add new ones). Otherwise (a
+ * killed run, a lost file, a new factory) it is rebuilt from the features
+ * stored in SQLite. */
+#include "index/indexer.h"
+
+#include "embed/blip2.h"
+#include "index/scan.h"
+#include "index/store.h"
+#include "index/vindex.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define TRAIN_MAX_VECTORS 262144
+
+typedef struct { int64_t id; char *path; } queued;
+
+struct qf_indexer {
+    qf_index_opts   o;
+    qf_store       *st;
+    qf_blip2_config cfg;
+    char            fingerprint[65];
+    char            factory[256];
+    char           *faiss_path;
+    int             Q, E, n_vis, vis_dim, pooled;
+    int64_t         generation;
+    int             in_sync;       /* FAISS file agrees with the store at start */
+    int             in_txn;
+    long            since_commit;
+
+    queued         *queue;         /* pending images, id order */
+    size_t          n_queue, next;
+    int64_t        *stale;         /* images whose old vectors must leave FAISS */
+    size_t          n_stale, cap_stale;
+    int64_t        *fresh;         /* images that became ok this run           */
+    size_t          n_fresh, cap_fresh;
+
+    qf_index_report rep;
+    int             ranks;
+    long           *per_rank;
+    double          t0;
+};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static qf_status push_id(int64_t **arr, size_t *n, size_t *cap, int64_t id) {
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 256;
+        int64_t *a = qf_realloc(*arr, c * sizeof *a);
+        if (!a) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+        *arr = a;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = id;
+    return QF_OK;
+}
+
+static qf_status meta_int(qf_store *st, const char *key, int64_t def, int64_t *out) {
+    char *v = NULL;
+    qf_status s = qf_store_meta_get(st, key, &v);
+    if (s) return s;
+    *out = v ? strtoll(v, NULL, 10) : def;
+    qf_free(v);
+    return QF_OK;
+}
+
+static qf_status meta_set_int(qf_store *st, const char *key, int64_t v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)v);
+    return qf_store_meta_set(st, key, buf);
+}
+
+/* Commits the open checkpoint transaction, bumping the generation. */
+static qf_status commit(qf_indexer *ix) {
+    if (!ix->in_txn) return QF_OK;
+    qf_status s = meta_set_int(ix->st, "generation", ++ix->generation);
+    if (!s) s = qf_store_commit(ix->st);
+    if (!s) { ix->in_txn = 0; ix->since_commit = 0; }
+    return s;
+}
+
+static qf_status begin(qf_indexer *ix) {
+    if (ix->in_txn) return QF_OK;
+    qf_status s = qf_store_begin(ix->st);
+    if (!s) ix->in_txn = 1;
+    return s;
+}
+
+/* ---- settings: model, factory, layout ----------------------------------- */
+
+static qf_status check_settings(qf_indexer *ix) {
+    qf_store *st = ix->st;
+    char *fp = NULL, *factory = NULL, *pooled = NULL, *model_path = NULL;
+    qf_status s;
+    if ((s = qf_store_meta_get(st, "model_fingerprint", &fp)) || (s = qf_store_meta_get(st, "factory", &factory)) ||
+        (s = qf_store_meta_get(st, "pooled", &pooled)) || (s = qf_store_meta_get(st, "model_path", &model_path)))
+        goto done;
+    if (fp && strcmp(fp, ix->fingerprint)) {
+        s = qf_errorf(QF_ERR_ARG, "%s was built with another model (%s, fingerprint %.16s); this model's "
+                      "fingerprint is %.16s: use a new --db for it", ix->o.db_path,
+                      model_path ? model_path : "?", fp, ix->fingerprint);
+        goto done;
+    }
+    int db_pooled = pooled ? atoi(pooled) : 0;
+    ix->pooled = ix->o.pooled >= 0 ? ix->o.pooled : db_pooled;
+    snprintf(ix->factory, sizeof ix->factory, "%s",
+             ix->o.factory ? ix->o.factory : factory ? factory : "Flat");
+    int changed = (factory && strcmp(factory, ix->factory)) || (pooled && db_pooled != ix->pooled);
+    char abs_model[PATH_MAX];
+    if (!realpath(ix->o.model_dir, abs_model)) snprintf(abs_model, sizeof abs_model, "%s", ix->o.model_dir);
+    if ((s = qf_store_begin(st))) goto done;
+    if ((s = qf_store_meta_set(st, "model_path", abs_model)) ||
+        (s = qf_store_meta_set(st, "model_fingerprint", ix->fingerprint)) ||
+        (s = qf_store_meta_set(st, "factory", ix->factory)) ||
+        (s = meta_set_int(st, "pooled", ix->pooled)) ||
+        (s = meta_set_int(st, "dim", ix->E)) ||
+        (s = meta_set_int(st, "n_query", ix->Q)) ||
+        (s = qf_store_meta_set(st, "index_file", strrchr(ix->faiss_path, '/') ? strrchr(ix->faiss_path, '/') + 1 : ix->faiss_path)) ||
+        (changed && (s = meta_set_int(st, "faiss_generation", -1)))) {
+        qf_store_rollback(st);
+        goto done;
+    }
+    s = qf_store_commit(st);
+done:
+    qf_free(fp); qf_free(factory); qf_free(pooled); qf_free(model_path);
+    return s;
+}
+
+/* ---- reconcile the scan with the store ----------------------------------- */
+
+typedef struct {
+    qf_store_image *rows;   /* copies (strings duplicated) */
+    size_t          n, cap;
+} image_list;
+
+static qf_status collect(const qf_store_image *img, void *user) {
+    image_list *l = user;
+    if (l->n == l->cap) {
+        size_t c = l->cap ? 2 * l->cap : 256;
+        qf_store_image *r = qf_realloc(l->rows, c * sizeof *r);
+        if (!r) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+        l->rows = r;
+        l->cap = c;
+    }
+    qf_store_image *d = &l->rows[l->n];
+    *d = *img;
+    d->path = qf_strdup(img->path);
+    d->content_hash = NULL;
+    d->error = NULL;
+    if (!d->path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    l->n++;
+    return QF_OK;
+}
+
+static void image_list_free(image_list *l) {
+    for (size_t i = 0; i < l->n; i++) qf_free((char *)l->rows[i].path);
+    qf_free(l->rows);
+}
+
+static int row_cmp(const void *a, const void *b) {
+    return strcmp(((const qf_store_image *)a)->path, ((const qf_store_image *)b)->path);
+}
+
+static int under_root(const char *path, char *const *roots, int n) {
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(roots[i]);
+        if (!strncmp(path, roots[i], l) && (path[l] == '/' || path[l] == 0)) return 1;
+    }
+    return 0;
+}
+
+static qf_status reconcile(qf_indexer *ix) {
+    qf_scan scan;
+    image_list old = { 0 };
+    char **roots = NULL;
+    int n_roots = 0;
+    qf_status s = qf_scan_run(ix->o.roots, ix->o.n_roots, &scan);
+    if (s) return s;
+    ix->rep.files = (long)scan.n_files;
+    ix->rep.scan_errors = (long)scan.n_errors;
+    for (size_t i = 0; i < scan.n_errors; i++)
+        qf_log(QF_LOG_WARN, "%s: %s", scan.errors[i].path, scan.errors[i].error);
+    if ((s = qf_store_image_foreach(ix->st, -1, collect, &old))) goto done;
+    qsort(old.rows, old.n, sizeof *old.rows, row_cmp);
+    roots = qf_calloc((size_t)ix->o.n_roots + 1, sizeof *roots);
+    if (!roots) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < ix->o.n_roots; i++) {
+        char *r = ix->o.roots[i][0] == '@' ? NULL : realpath(ix->o.roots[i], NULL);
+        if (r) roots[n_roots++] = r;
+    }
+    if ((s = begin(ix))) goto done;
+    /* merge two sorted lists: scan files and stored rows */
+    size_t i = 0, j = 0;
+    while (!s && (i < scan.n_files || j < old.n)) {
+        int c = i == scan.n_files ? 1 : j == old.n ? -1 : strcmp(scan.files[i].path, old.rows[j].path);
+        if (c < 0) {                        /* new file */
+            int64_t id;
+            s = qf_store_image_upsert(ix->st, scan.files[i].path, scan.files[i].size, scan.files[i].mtime_ns, NULL, &id);
+            i++;
+        } else if (c > 0) {                 /* stored, not seen: vanished? */
+            const qf_store_image *r = &old.rows[j++];
+            struct stat stt;
+            if (under_root(r->path, roots, n_roots) || stat(r->path, &stt) != 0) {
+                if (r->status == QF_IMAGE_OK) s = push_id(&ix->stale, &ix->n_stale, &ix->cap_stale, r->id);
+                if (!s) s = qf_store_image_delete(ix->st, r->id);
+                ix->rep.removed++;
+            }
+        } else {                            /* both: changed? */
+            const qf_scan_file *f = &scan.files[i++];
+            const qf_store_image *r = &old.rows[j++];
+            int same = f->size == r->size && f->mtime_ns == r->mtime_ns;
+            if (same && (r->status == QF_IMAGE_OK || (r->status == QF_IMAGE_ERROR && !ix->o.retry_failed))) {
+                ix->rep.unchanged++;
+            } else if (!same || r->status == QF_IMAGE_ERROR) {
+                int64_t id;
+                if (r->status == QF_IMAGE_OK) s = push_id(&ix->stale, &ix->n_stale, &ix->cap_stale, r->id);
+                if (!s) s = qf_store_image_upsert(ix->st, f->path, f->size, f->mtime_ns, NULL, &id);
+            }                               /* pending: stays queued */
+        }
+    }
+    if (!s) s = commit(ix);
+    if (s) { qf_store_rollback(ix->st); ix->in_txn = 0; }
+done:
+    for (int k = 0; k < n_roots; k++) free(roots[k]);
+    qf_free(roots);
+    image_list_free(&old);
+    qf_scan_free(&scan);
+    return s;
+}
+
+static qf_status enqueue(const qf_store_image *img, void *user) {
+    qf_indexer *ix = user;
+    if (ix->n_queue % 1024 == 0) {
+        queued *q = qf_realloc(ix->queue, (ix->n_queue + 1024) * sizeof *q);
+        if (!q) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+        ix->queue = q;
+    }
+    queued *q = &ix->queue[ix->n_queue];
+    q->id = img->id;
+    q->path = qf_strdup(img->path);
+    if (!q->path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    ix->n_queue++;
+    return QF_OK;
+}
+
+/* ---- open / next / put ---------------------------------------------------- */
+
+qf_status qf_indexer_open(const qf_index_opts *o, int ranks, qf_indexer **out) {
+    *out = NULL;
+    qf_indexer *ix = qf_calloc(1, sizeof *ix);
+    if (!ix) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    ix->o = *o;
+    if (ix->o.checkpoint < 1) ix->o.checkpoint = 64;
+    if (ix->o.batch < 1) ix->o.batch = 8;
+    ix->ranks = ranks;
+    ix->per_rank = qf_calloc((size_t)ranks, sizeof *ix->per_rank);
+    size_t plen = strlen(o->db_path) + 7;
+    ix->faiss_path = qf_malloc(plen);
+    qf_status s;
+    if (!ix->per_rank || !ix->faiss_path) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto fail; }
+    snprintf(ix->faiss_path, plen, "%s.faiss", o->db_path);
+    if ((s = qf_blip2_inspect(o->model_dir, &ix->cfg, ix->fingerprint))) goto fail;
+    ix->Q = ix->cfg.num_query_tokens;
+    ix->E = ix->cfg.image_text_hidden_size;
+    int g = ix->cfg.vision.image_size / ix->cfg.vision.patch_size;
+    ix->n_vis = 1 + g * g;
+    ix->vis_dim = ix->cfg.vision.hidden_size;
+    if ((s = qf_store_open(o->db_path, QF_STORE_LOCK, &ix->st))) goto fail;
+    if ((s = check_settings(ix))) goto fail;
+    int64_t fgen;
+    if ((s = meta_int(ix->st, "generation", 0, &ix->generation)) ||
+        (s = meta_int(ix->st, "faiss_generation", -1, &fgen)))
+        goto fail;
+    struct stat stt;
+    ix->in_sync = fgen == ix->generation && stat(ix->faiss_path, &stt) == 0;
+    if ((s = reconcile(ix))) goto fail;
+    if ((s = qf_store_image_foreach(ix->st, QF_IMAGE_PENDING, enqueue, ix))) goto fail;
+    ix->rep.queued = (long)ix->n_queue;
+    ix->t0 = now();
+    *out = ix;
+    return QF_OK;
+fail:
+    qf_indexer_close(ix);
+    return s;
+}
+
+void qf_indexer_close(qf_indexer *ix) {
+    if (!ix) return;
+    if (ix->in_txn) qf_store_rollback(ix->st);
+    qf_store_close(ix->st);
+    for (size_t i = 0; i < ix->n_queue; i++) qf_free(ix->queue[i].path);
+    qf_free(ix->queue); qf_free(ix->stale); qf_free(ix->fresh); qf_free(ix->per_rank);
+    qf_free(ix->faiss_path);
+    qf_free(ix);
+}
+
+int qf_indexer_feat_floats(const qf_indexer *ix) { return ix->Q * ix->E; }
+int qf_indexer_vis_values(const qf_indexer *ix) { return ix->n_vis * ix->vis_dim; }
+
+int qf_indexer_next(qf_indexer *ix, int max, int64_t *ids, const char **paths) {
+    int n = 0;
+    while (n < max && ix->next < ix->n_queue) {
+        ids[n] = ix->queue[ix->next].id;
+        paths[n] = ix->queue[ix->next].path;
+        n++;
+        ix->next++;
+    }
+    return n;
+}
+
+void qf_indexer_rank_done(qf_indexer *ix, int rank, int n) {
+    if (rank >= 0 && rank < ix->ranks) ix->per_rank[rank] += n;
+}
+
+qf_status qf_indexer_put(qf_indexer *ix, const qf_indexer_result *r) {
+    qf_status s = begin(ix);
+    if (s) return s;
+    if (r->ok) {
+        if ((s = qf_store_feats_put(ix->st, r->id, ix->Q, ix->E, r->feats)) ||
+            (s = qf_store_image_mark_ok(ix->st, r->id, r->width, r->height)))
+            return s;
+        if (r->vis && (s = qf_store_vision_put(ix->st, r->id, ix->n_vis, ix->vis_dim, r->vis))) return s;
+        if ((s = push_id(&ix->fresh, &ix->n_fresh, &ix->cap_fresh, r->id))) return s;
+        ix->rep.embedded++;
+    } else {
+        if ((s = qf_store_image_mark_error(ix->st, r->id, r->width, r->height, r->error))) return s;
+        qf_log(QF_LOG_WARN, "skipped: %s", r->error);
+        ix->rep.failed++;
+    }
+    if (r->sha256 && r->sha256[0] && (s = qf_store_image_set_hash(ix->st, r->id, r->sha256))) return s;
+    if (ix->ranks == 1) ix->per_rank[0]++;
+    if (++ix->since_commit >= ix->o.checkpoint && (s = commit(ix))) return s;
+    if (ix->o.on_progress) {
+        qf_index_progress p = {
+            .done = ix->rep.embedded + ix->rep.failed, .total = (long)ix->n_queue, .failed = ix->rep.failed,
+            .elapsed = now() - ix->t0, .ranks = ix->ranks, .per_rank = ix->per_rank,
+        };
+        p.rate = p.elapsed > 0 ? p.done / p.elapsed : 0;
+        ix->o.on_progress(&p, ix->o.progress_user);
+    }
+    return QF_OK;
+}
+
+/* ---- FAISS ---------------------------------------------------------------- */
+
+/* The vectors of one image as stored in FAISS: Q rows (exact) or their
+ * normalised mean (pooled). */
+static void image_vectors(const qf_indexer *ix, int64_t id, const float *feats, float *vec, int64_t *ids) {
+    if (!ix->pooled) {
+        memcpy(vec, feats, (size_t)ix->Q * ix->E * sizeof *vec);
+        for (int q = 0; q < ix->Q; q++) ids[q] = id * ix->Q + q;
+        return;
+    }
+    double ss = 0;
+    for (int e = 0; e < ix->E; e++) {
+        double acc = 0;
+        for (int q = 0; q < ix->Q; q++) acc += feats[(size_t)q * ix->E + e];
+        vec[e] = (float)(acc / ix->Q);
+        ss += (double)vec[e] * vec[e];
+    }
+    float inv = (float)(1.0 / fmax(sqrt(ss), 1e-12));
+    for (int e = 0; e < ix->E; e++) vec[e] *= inv;
+    ids[0] = id;
+}
+
+typedef struct {
+    qf_indexer *ix;
+    qf_vindex  *vi;
+    float      *vec;      /* batch buffer */
+    int64_t    *ids;
+    int64_t     n, cap;   /* vectors in the batch / capacity */
+    int64_t     stride, seen;   /* training sample: every stride-th image */
+    int         train;
+} feeder;
+
+static qf_status flush(feeder *f) {
+    qf_status s = QF_OK;
+    if (f->n && !f->train) s = qf_vindex_add(f->vi, f->n, f->vec, f->ids);
+    if (!f->train) f->n = 0;
+    return s;
+}
+
+static qf_status feed(int64_t id, const float *feats, void *user) {
+    feeder *f = user;
+    const qf_indexer *ix = f->ix;
+    int per = ix->pooled ? 1 : ix->Q;
+    if (f->train && f->seen++ % f->stride) return QF_OK;
+    if (f->n + per > f->cap) {
+        if (f->train) return QF_OK;
+        qf_status s = flush(f);
+        if (s) return s;
+    }
+    image_vectors(ix, id, feats, f->vec + f->n * ix->E, f->ids + f->n);
+    f->n += per;
+    return QF_OK;
+}
+
+static qf_status rebuild(qf_indexer *ix, qf_vindex **out) {
+    qf_vindex *vi = NULL;
+    feeder f = { .ix = ix };
+    int per = ix->pooled ? 1 : ix->Q;
+    qf_status s = qf_vindex_create(ix->factory, ix->E, &vi);
+    if (s) return s;
+    int64_t counts[QF_IMAGE_STATUS_COUNT];
+    if ((s = qf_store_image_counts(ix->st, counts))) goto fail;
+    f.vi = vi;
+    if (!qf_vindex_is_trained(vi)) {
+        int64_t min_n = 0, good_n = 0, have = counts[QF_IMAGE_OK] * per;
+        qf_vindex_train_size(vi, &min_n, &good_n);
+        int64_t want = good_n > 0 && good_n < TRAIN_MAX_VECTORS ? good_n : TRAIN_MAX_VECTORS;
+        f.stride = have > want ? (have + want - 1) / want : 1;
+        f.cap = (have + f.stride - 1) / f.stride + per;
+        f.train = 1;
+        f.vec = qf_malloc((size_t)f.cap * ix->E * sizeof(float));
+        f.ids = qf_malloc((size_t)f.cap * sizeof(int64_t));
+        if (!f.vec || !f.ids) { s = qf_errorf(QF_ERR_NOMEM, "out of memory for %lld training vectors", (long long)f.cap); goto fail; }
+        if ((s = qf_store_feats_foreach(ix->st, feed, &f))) goto fail;
+        qf_log(QF_LOG_INFO, "training %s on %lld vectors", ix->factory, (long long)f.n);
+        if ((s = qf_vindex_train(vi, f.n, f.vec))) goto fail;
+        qf_free(f.vec); qf_free(f.ids);
+        f.vec = NULL; f.ids = NULL;
+    }
+    f.train = 0;
+    f.n = 0;
+    f.cap = (int64_t)per * 1024;
+    f.vec = qf_malloc((size_t)f.cap * ix->E * sizeof(float));
+    f.ids = qf_malloc((size_t)f.cap * sizeof(int64_t));
+    if (!f.vec || !f.ids) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto fail; }
+    if ((s = qf_store_feats_foreach(ix->st, feed, &f)) || (s = flush(&f))) goto fail;
+    qf_free(f.vec); qf_free(f.ids);
+    *out = vi;
+    return QF_OK;
+fail:
+    qf_free(f.vec); qf_free(f.ids);
+    qf_vindex_free(vi);
+    return s;
+}
+
+static qf_status update(qf_indexer *ix, qf_vindex *vi) {
+    int per = ix->pooled ? 1 : ix->Q;
+    qf_status s = QF_OK;
+    if (ix->n_stale) {
+        int64_t *ids = qf_malloc(ix->n_stale * per * sizeof *ids);
+        if (!ids) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < ix->n_stale; i++)
+            for (int q = 0; q < per; q++) ids[i * per + q] = ix->pooled ? ix->stale[i] : ix->stale[i] * per + q;
+        s = qf_vindex_remove(vi, (int64_t)ix->n_stale * per, ids, NULL);
+        qf_free(ids);
+        if (s) return s;
+    }
+    float *feats = qf_malloc((size_t)ix->Q * ix->E * sizeof *feats);
+    float *vec = qf_malloc((size_t)per * ix->E * sizeof *vec);
+    int64_t *ids = qf_malloc((size_t)per * sizeof *ids);
+    if (!feats || !vec || !ids) s = qf_errorf(QF_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; !s && i < ix->n_fresh; i++) {
+        if ((s = qf_store_feats_get(ix->st, ix->fresh[i], ix->Q, ix->E, feats))) break;
+        image_vectors(ix, ix->fresh[i], feats, vec, ids);
+        s = qf_vindex_add(vi, per, vec, ids);
+    }
+    qf_free(feats); qf_free(vec); qf_free(ids);
+    return s;
+}
+
+qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r) {
+    qf_status s = commit(ix);
+    if (s) return s;
+    qf_vindex *vi = NULL;
+    int64_t counts[QF_IMAGE_STATUS_COUNT];
+    if ((s = qf_store_image_counts(ix->st, counts))) return s;
+    int nothing_new = ix->in_sync && !ix->n_stale && !ix->n_fresh;
+    if (!nothing_new) {
+        if (ix->in_sync && !(s = qf_vindex_read(ix->faiss_path, &vi)) && !(s = update(ix, vi))) {
+            /* incremental */
+        } else {
+            if (vi) { qf_vindex_free(vi); vi = NULL; }
+            if (ix->in_sync) qf_log(QF_LOG_WARN, "%s: %s; rebuilding it from the stored features",
+                                     ix->faiss_path, qf_last_error());
+            if (counts[QF_IMAGE_OK] == 0 && !ix->n_stale) goto report;   /* nothing to index yet */
+            if ((s = rebuild(ix, &vi))) return s;
+            ix->rep.rebuilt = 1;
+        }
+        if ((s = qf_vindex_write(vi, ix->faiss_path))) { qf_vindex_free(vi); return s; }
+        qf_vindex_free(vi);
+        /* the file now holds exactly the committed ok images */
+        if ((s = qf_store_checkpoint(ix->st)) || (s = meta_set_int(ix->st, "faiss_generation", ix->generation)))
+            return s;
+    } else if ((s = meta_set_int(ix->st, "faiss_generation", ix->generation))) {
+        return s;       /* the file was in step and nothing changed: it still is */
+    }
+report:
+    ix->rep.total_ok = (long)counts[QF_IMAGE_OK];
+    ix->rep.seconds = now() - ix->t0;
+    ix->rep.ranks = ix->ranks;
+    *r = ix->rep;
+    return QF_OK;
+}

@@ -1,0 +1,257 @@
+/* search.c - see search.h. FAISS gives candidates; the exact scores come
+ * from the features kept in the store, so Flat, IVF-PQ and pooled indexes
+ * all report the exact BLIP-2 ITC score of what they retrieve. */
+#include "query/search.h"
+
+#include "embed/bert.h"
+#include "embed/blip2.h"
+#include "embed/image.h"
+#include "index/store.h"
+#include "index/vindex.h"
+#include "query/caption.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    int64_t id;
+    float   itc, itm, score;
+    int     has_itm;
+    float  *vis;                 /* vision features when computed/cached */
+    qf_store_image *img;
+    char   *caption;
+} cand;
+
+static int cand_cmp(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static qf_status meta_str(qf_store *st, const char *key, char **v, const char *db) {
+    qf_status s = qf_store_meta_get(st, key, v);
+    if (!s && !*v) s = qf_errorf(QF_ERR_FORMAT, "%s: not a qformer index (no '%s' setting); run `qformer index` first", db, key);
+    return s;
+}
+
+static void free_cands(cand *c, int n) {
+    for (int i = 0; c && i < n; i++) { qf_free(c[i].vis); qf_free(c[i].img); qf_free(c[i].caption); }
+    qf_free(c);
+}
+
+static qf_status vision_of(qf_blip2 *m, qf_blip2_state *bs, qf_store *st, const qf_img_preproc *pp, cand *c,
+                           int *from_cache) {
+    const int Nv = qf_blip2_n_vis(m), Dv = qf_blip2_vis_dim(m), S = qf_blip2_image_size(m);
+    float *x = NULL;
+    int n_tok = 0, dim = 0;
+    qf_status s = qf_store_vision_get(st, c->id, &x, &n_tok, &dim);
+    if (s) return s;
+    if (x && n_tok == Nv && dim == Dv) { c->vis = x; *from_cache = 1; return QF_OK; }
+    qf_free(x);
+    *from_cache = 0;
+    float *pix = qf_malloc((size_t)3 * S * S * sizeof *pix);
+    c->vis = qf_malloc((size_t)Nv * Dv * sizeof *c->vis);
+    if (!pix || !c->vis) { qf_free(pix); return qf_errorf(QF_ERR_NOMEM, "out of memory"); }
+    s = qf_img_load_pixels(c->img->path, pp, NULL, pix, NULL, NULL, NULL);
+    if (!s) s = qf_blip2_vision(m, bs, pix, c->vis);
+    qf_free(pix);
+    return s;
+}
+
+qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
+    memset(out, 0, sizeof *out);
+    qf_store *st = NULL;
+    qf_blip2 *m = NULL;
+    qf_blip2_state *bs = NULL;
+    qf_bert *tok = NULL;
+    qf_vindex *vi = NULL;
+    qf_captioner *cap = NULL;
+    char *model_path = NULL, *fp = NULL, *factory = NULL, *pooled_s = NULL;
+    float *qv = NULL, *feats = NULL;
+    qf_vindex_hit *vh = NULL;
+    cand *c = NULL;
+    int n_c = 0, n_qv = 1;
+    int64_t ids[QF_BERT_MAX_TXT_LEN], mask[QF_BERT_MAX_TXT_LEN];
+    int n_tok = 0;
+    const int k = o->k > 0 ? o->k : 10;
+    qf_status s;
+
+    if (!o->text == !o->image_path) return qf_errorf(QF_ERR_ARG, "give either a text or an image to search for");
+    if (o->rerank > 0 && !o->text) return qf_errorf(QF_ERR_ARG, "--rerank needs a text query (ITM scores image-text pairs)");
+    if (o->caption > 0 && !o->caption_model) return qf_errorf(QF_ERR_ARG, "--caption needs --caption-model DIR (a BLIP-2 OPT checkpoint)");
+    struct stat sb;
+    if (stat(o->db_path, &sb) != 0) return qf_errorf(QF_ERR_IO, "%s: no such index database", o->db_path);
+    if ((s = qf_store_open(o->db_path, o->caption > 0 ? 0 : QF_STORE_READONLY, &st))) goto done;
+    if ((s = meta_str(st, "model_path", &model_path, o->db_path)) || (s = meta_str(st, "model_fingerprint", &fp, o->db_path)) ||
+        (s = meta_str(st, "factory", &factory, o->db_path)) || (s = meta_str(st, "pooled", &pooled_s, o->db_path)))
+        goto done;
+    int pooled = atoi(pooled_s);
+    snprintf(out->mode, sizeof out->mode, "%s, %s", pooled ? "pooled (approximate)" : "exact", factory);
+
+    const char *mdir = o->model_dir ? o->model_dir : model_path;
+    if ((s = qf_blip2_load(mdir, QF_BLIP2_ALL, &m))) goto done;
+    if (strcmp(qf_blip2_fingerprint(m), fp)) {
+        s = qf_errorf(QF_ERR_ARG, "%s: the index was built with another model (fingerprint %.16s, %s), not %s",
+                      o->db_path, fp, model_path, mdir);
+        goto done;
+    }
+    if ((s = qf_blip2_state_init(m, &bs))) goto done;
+    const int Q = qf_blip2_n_query(m), E = qf_blip2_embed_dim(m);
+    qf_img_preproc pp;
+    if ((s = qf_img_preproc_load(mdir, &pp))) goto done;
+
+    /* query vectors */
+    if (o->text) {
+        if ((s = qf_bert_load(mdir, &tok)) ||
+            (s = qf_bert_encode(tok, o->text, QF_BERT_MAX_TXT_LEN, 0, ids, mask, &n_tok)))
+            goto done;
+        qv = qf_malloc((size_t)E * sizeof *qv);
+        if (!qv) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+        if ((s = qf_blip2_text_feat(m, bs, ids, mask, n_tok, qv, NULL))) goto done;
+    } else {
+        const int S = qf_blip2_image_size(m);
+        float *pix = qf_malloc((size_t)3 * S * S * sizeof *pix);
+        qv = qf_malloc((size_t)Q * E * sizeof *qv);
+        if (!pix || !qv) { qf_free(pix); s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+        s = qf_img_load_pixels(o->image_path, &pp, NULL, pix, NULL, NULL, NULL);
+        if (!s) s = qf_blip2_image_feats(m, bs, pix, qv, NULL, NULL);
+        qf_free(pix);
+        if (s) goto done;
+        n_qv = Q;
+    }
+
+    /* candidates from FAISS, the file beside the database (an index not
+     * written yet is an empty index) */
+    char faiss_path[4200];
+    snprintf(faiss_path, sizeof faiss_path, "%s.faiss", o->db_path);
+    if (stat(faiss_path, &sb) != 0) goto done;
+    if ((s = qf_vindex_read(faiss_path, &vi))) goto done;
+    if (o->nprobe > 0 && (s = qf_vindex_set_param(vi, "nprobe", o->nprobe))) goto done;
+    int exact_flat = !pooled && strstr(factory, "Flat") && !strstr(factory, "IVF") && !strstr(factory, "HNSW");
+    int64_t kc = exact_flat ? k : (k * 4 > k + 32 ? k * 4 : k + 32), n_hits = 0;
+    vh = qf_malloc((size_t)kc * sizeof *vh);
+    if (!vh) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    if ((s = qf_vindex_search_images(vi, n_qv, qv, pooled ? 1 : Q, kc, vh, &n_hits))) goto done;
+
+    /* exact ITC from the stored features; images deleted since the FAISS
+     * file was written are skipped */
+    c = qf_calloc((size_t)(n_hits ? n_hits : 1), sizeof *c);
+    feats = qf_malloc((size_t)Q * E * sizeof *feats);
+    if (!c || !feats) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    for (int64_t i = 0; i < n_hits; i++) {
+        qf_store_image *img = NULL;
+        if ((s = qf_store_image_get(st, vh[i].image_id, &img))) goto done;
+        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
+        if ((s = qf_store_feats_get(st, vh[i].image_id, Q, E, feats))) { qf_free(img); goto done; }
+        float best = -INFINITY;
+        for (int a = 0; a < n_qv; a++) {
+            float sc = qf_blip2_itc_score(feats, Q, qv + (size_t)a * E, E);
+            if (sc > best) best = sc;
+        }
+        cand *x = &c[n_c++];
+        x->id = vh[i].image_id;
+        x->itc = x->score = best;
+        x->img = img;
+    }
+    qsort(c, (size_t)n_c, sizeof *c, cand_cmp);
+    if (n_c > k) {
+        for (int i = k; i < n_c; i++) { qf_free(c[i].img); c[i].img = NULL; }
+        n_c = k;
+    }
+
+    /* ITM rerank of the top N */
+    int n_rr = o->rerank < n_c ? o->rerank : n_c;
+    if (n_rr > 0) {
+        int cached = 0, computed = 0;
+        for (int i = 0; i < n_rr; i++) {
+            int from_cache = 0;
+            if ((s = vision_of(m, bs, st, &pp, &c[i], &from_cache))) goto done;
+            from_cache ? cached++ : computed++;
+            float lg[2];
+            if ((s = qf_blip2_itm(m, bs, c[i].vis, ids, mask, n_tok, lg))) goto done;
+            c[i].itm = lg[1];
+            c[i].has_itm = 1;
+            c[i].score = c[i].itm + c[i].itc;
+        }
+        qsort(c, (size_t)n_rr, sizeof *c, cand_cmp);
+        snprintf(out->rerank_src, sizeof out->rerank_src, "%s",
+                 cached && computed ? "cached F16 (some recomputed from the image files)" :
+                 cached ? "cached F16 (--keep-vision)" : "recomputed from the image files");
+    }
+
+    /* captions of the first M, cached per (image, model, prompt, settings) */
+    int n_cap = o->caption < n_c ? o->caption : n_c;
+    if (n_cap > 0) {
+        if ((s = qf_captioner_load(o->caption_model, &cap))) goto done;
+        qf_gen_params gp = o->gen ? *o->gen : *qf_captioner_defaults(cap);
+        const qf_blip2 *cm = qf_captioner_model(cap);
+        int same_vit = !strcmp(qf_blip2_vision_fingerprint(cm), qf_blip2_vision_fingerprint(m));
+        char settings[160];
+        snprintf(settings, sizeof settings, "beams=%d,max_new=%d,min_new=%d,lp=%g,rp=%g,eos=%d", gp.num_beams,
+                 gp.max_new_tokens, gp.min_new_tokens, gp.length_penalty, gp.repetition_penalty, gp.eos_id);
+        const char *prompt = o->prompt ? o->prompt : "";
+        for (int i = 0; i < n_cap; i++) {
+            char *text = NULL;
+            if ((s = qf_store_caption_get(st, c[i].id, qf_blip2_fingerprint(cm), prompt, settings, &text, NULL)))
+                goto done;
+            if (text) { c[i].caption = text; out->captions_cached++; continue; }
+            qf_caption cp;
+            if (same_vit && c[i].vis) s = qf_captioner_run_vis(cap, c[i].vis, prompt, &gp, &cp);
+            else s = qf_captioner_run_file(cap, c[i].img->path, prompt, &gp, &cp);
+            if (s) goto done;
+            char idbuf[16 * 64 + 8];
+            size_t pos = 0;
+            idbuf[pos++] = '[';
+            for (int t = 0; t < cp.n_ids && pos < sizeof idbuf - 16; t++)
+                pos += (size_t)snprintf(idbuf + pos, sizeof idbuf - pos, "%s%d", t ? "," : "", cp.ids[t]);
+            snprintf(idbuf + pos, sizeof idbuf - pos, "]");
+            if (qf_store_caption_put(st, c[i].id, qf_blip2_fingerprint(cm), prompt, settings, cp.text, idbuf))
+                qf_log(QF_LOG_WARN, "caption of %s not cached: %s", c[i].img->path, qf_last_error());
+            c[i].caption = cp.text;
+            cp.text = NULL;
+            qf_caption_free(&cp);
+        }
+    }
+
+    /* results */
+    out->hits = qf_calloc((size_t)(n_c ? n_c : 1), sizeof *out->hits);
+    if (!out->hits) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < n_c; i++) {
+        qf_hit *h = &out->hits[i];
+        h->id = c[i].id;
+        h->path = qf_strdup(c[i].img->path);
+        h->width = c[i].img->width;
+        h->height = c[i].img->height;
+        h->itc = c[i].itc;
+        h->has_itm = c[i].has_itm;
+        h->itm = c[i].itm;
+        h->score = c[i].score;
+        h->caption = c[i].caption;
+        c[i].caption = NULL;
+        if (!h->path) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+        out->n = i + 1;
+    }
+done:
+    if (s) qf_search_result_free(out);
+    free_cands(c, n_c > 0 ? n_c : 0);
+    qf_free(vh); qf_free(qv); qf_free(feats);
+    qf_free(model_path); qf_free(fp); qf_free(factory); qf_free(pooled_s);
+    qf_captioner_free(cap);
+    qf_vindex_free(vi);
+    qf_bert_free(tok);
+    qf_blip2_state_free(bs);
+    qf_blip2_free(m);
+    qf_store_close(st);
+    return s;
+}
+
+void qf_search_result_free(qf_search_result *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n; i++) { qf_free((char *)r->hits[i].path); qf_free((char *)r->hits[i].caption); }
+    qf_free(r->hits);
+    r->hits = NULL;
+    r->n = 0;
+}
