@@ -255,13 +255,28 @@ static size_t arena_floats(const qf_blip2_config *c) {
 
 qf_status qf_blip2_load(const char *model_dir, int parts, qf_blip2 **out) {
     *out = NULL;
+    qf_blip2_config cfg;
+    qf_st *st = NULL;
+    qf_status s = qf_config_load(model_dir, &cfg);
+    if (!s) s = qf_st_open(model_dir, &st);
+    if (!s) return qf_blip2_init(&cfg, st, parts, out);
+    qf_error_prefix(s, "%s", model_dir);
+    return s;
+}
+
+qf_status qf_blip2_init(const qf_blip2_config *cfg, struct qf_st *st, int parts, qf_blip2 **out) {
+    *out = NULL;
+    const char *model_dir = qf_st_path(st);
     qf_blip2 *m = qf_calloc(1, sizeof *m);
-    if (!m) return qf_errorf(QF_ERR_NOMEM, "out of memory loading %s", model_dir);
-    qf_status s = qf_config_load(model_dir, &m->cfg);
-    if (s) goto fail;
+    if (!m) {
+        qf_st_close(st);
+        return qf_errorf(QF_ERR_NOMEM, "out of memory loading %s", model_dir);
+    }
+    qf_status s = QF_OK;
+    m->cfg = *cfg;
+    m->st = st;
     m->parts = parts;
     const qf_blip2_config *c = &m->cfg;
-    if ((s = qf_st_open(model_dir, &m->st))) goto fail;
 
     loader ld = { .st = m->st };
     int P = c->vision.patch_size, g = c->vision.image_size / P;

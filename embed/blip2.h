@@ -14,6 +14,7 @@
 
 typedef struct qf_blip2 qf_blip2;
 typedef struct qf_blip2_state qf_blip2_state;
+struct qf_st;                             /* embed/safetensors.h */
 
 /* Which parts to load: the captioning checkpoints have no ITC/ITM heads and
  * no Q-Former text embeddings. */
@@ -26,6 +27,11 @@ enum {
 
 /* Loads the parts in `parts` from `model_dir`; weights stay mmapped. */
 qf_status qf_blip2_load(const char *model_dir, int parts, qf_blip2 **out);
+/* Same from an already parsed config and an opened tensor set (e.g.
+ * qf_st_from_memory for benchmarks): takes ownership of `st` (closed by
+ * qf_blip2_free, or here on failure); `cfg` is copied. Every tensor goes
+ * through the same presence/dtype/shape checks as qf_blip2_load. */
+qf_status qf_blip2_init(const qf_blip2_config *cfg, struct qf_st *st, int parts, qf_blip2 **out);
 void      qf_blip2_free(qf_blip2 *m);
 /* Config and fingerprint of a checkpoint without loading its weights (no
  * F16/BF16 upcast): cheap, for a coordinator that only writes the store. */

@@ -957,3 +957,63 @@ fail:
     qf_free(bytes);
     return s;
 }
+
+/* ---- in-memory set ------------------------------------------------------------ */
+
+qf_status qf_st_from_memory(const char *label, const qf_st_item *items, size_t n_items, qf_st **out) {
+    if (!out) return qf_errorf(QF_ERR_ARG, "qf_st_from_memory: NULL output pointer");
+    *out = NULL;
+    if (!label || !label[0]) label = "<memory>";
+    if (n_items && !items) return qf_errorf(QF_ERR_ARG, "%s: NULL item array", label);
+
+    qf_status s = QF_OK;
+    size_t names_len = 0;
+    qf_st *st = qf_calloc(1, sizeof *st);
+    if (!st || !(st->path = qf_strdup(label)) || !(st->files = qf_calloc(1, sizeof *st->files)) ||
+        !(st->files[0].path = qf_strdup(label))) {
+        s = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", label);
+        goto fail;
+    }
+    st->n_files = 1;
+    st_file *f = &st->files[0];
+    for (size_t k = 0; k < n_items; k++) {
+        uint64_t bytes;
+        if ((s = check_item(label, &items[k], k, &bytes))) goto fail;
+        names_len += strlen(items[k].name) + 1;
+    }
+    st->t = qf_calloc(n_items ? n_items : 1, sizeof *st->t);
+    f->strings = qf_malloc(names_len ? names_len : 1);
+    st->conv = qf_calloc(n_items ? n_items : 1, sizeof *st->conv);
+    if (!st->t || !f->strings || !st->conv) {
+        s = qf_errorf(QF_ERR_NOMEM, "%s: out of memory for a table of %zu tensors", label, n_items);
+        goto fail;
+    }
+    char *p = f->strings;
+    for (size_t k = 0; k < n_items; k++) {
+        const qf_st_item *it = &items[k];
+        qf_st_tensor *t = &st->t[k];
+        size_t nl = strlen(it->name) + 1;
+        memcpy(p, it->name, nl);
+        t->name = p;
+        p += nl;
+        t->file = f->path;
+        t->dtype = it->dtype;
+        t->n_dim = it->n_dim;
+        t->n_elem = 1;
+        for (int d = 0; d < it->n_dim; d++) {
+            t->shape[d] = it->shape[d];
+            t->n_elem *= it->shape[d];
+        }
+        t->n_bytes = (size_t)t->n_elem * dtypes[it->dtype].size;
+        t->data = it->data;
+        st->total_bytes += t->n_bytes;
+    }
+    st->n = n_items;
+    if ((s = sort_tensors(st))) goto fail;
+    *out = st;
+    return QF_OK;
+
+fail:
+    qf_st_close(st);
+    return s;
+}

@@ -109,4 +109,12 @@ typedef struct {
 qf_status qf_st_write(const char *path, const qf_st_item *items, size_t n_items,
                       const char *const *metadata_kv);
 
+/* An in-memory tensor set with the same lookups and checks as a file
+ * (benchmarks, tests): the items are validated as qf_st_write validates
+ * them, names are copied, duplicate names refused (QF_ERR_FORMAT). The
+ * data is borrowed, not copied: it must stay valid and unchanged until
+ * qf_st_close. `label` (may be NULL) stands for the path in messages and
+ * qf_st_path. No metadata. *out receives a new qf_st the caller owns. */
+qf_status qf_st_from_memory(const char *label, const qf_st_item *items, size_t n_items, qf_st **out);
+
 #endif

@@ -407,7 +407,7 @@ static qf_status grow_ids(qf_bpe *t, int n_ids) {
 static qf_status set_id_text(qf_bpe *t, int id, const char *text, size_t n, uint8_t *scratch) {
     qf_status s = grow_ids(t, id + 1);
     if (s) return s;
-    uint32_t off;
+    uint32_t off = 0;   /* set by pool_add on success; initialised for -O3 flow analysis */
     if ((s = pool_add(t, text, n, &off))) return s;
     t->id_text_off[id] = off;
     t->id_text_len[id] = (uint32_t)n;

@@ -159,7 +159,9 @@ qf_status qf_report_html(FILE *f, const qf_report_info *info, const qf_hit *hits
         if (s) {
             fputs("<div class=\"missing\">", f); html_escape(f, qf_last_error()); fputs("</div>\n", f);
         } else {
-            fputs("<img alt=\"", f); html_escape(f, h->path); fprintf(f, "\" src=\"%s\">\n", uri);
+            /* onload marks the card so a headless browser can tell the image decoded */
+            fputs("<img alt=\"", f); html_escape(f, h->path);
+            fprintf(f, "\" onload=\"this.dataset.loaded=1\" src=\"%s\">\n", uri);
             qf_free(uri);
         }
         fprintf(f, "<div><span class=\"rank\">#%d</span> <span class=\"scores\">score %.4f &middot; itc %.4f",
