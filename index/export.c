@@ -6,7 +6,6 @@
 #include "index/store.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,19 +46,62 @@ typedef struct {
     int64_t row;
 } jsonl_writer;
 
+size_t qf_export_utf8_len(const char *str) {
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
+int qf_export_json_string(FILE *f, const char *str) {
+    const unsigned char *s = (const unsigned char *)str;
+    if (fputc('"', f) == EOF) return 0;
+    while (*s) {
+        size_t n = qf_export_utf8_len((const char *)s);   /* never reads past the NUL */
+        if (n == 0) {
+            fprintf(f, "\\udc%02x", *s++);
+        } else if (*s == '"' || *s == '\\') {
+            fputc('\\', f);
+            fputc(*s++, f);
+        } else if (*s < 0x20) {
+            const char *e = *s == '\n' ? "\\n" : *s == '\t' ? "\\t" : *s == '\r' ? "\\r" :
+                            *s == '\b' ? "\\b" : *s == '\f' ? "\\f" : NULL;
+            if (e) fputs(e, f);
+            else fprintf(f, "\\u%04x", *s);
+            s++;
+        } else {
+            fwrite(s, 1, n, f);
+            s += n;
+        }
+    }
+    return fputc('"', f) != EOF && !ferror(f);
+}
+
+/* One line of images.jsonl. Written by hand rather than with jansson,
+ * which refuses strings that are not UTF-8: a single file name such as
+ * b"caf\xe9.png" (Latin-1 from an old camera or archive) made the whole
+ * export fail. Paths and errors now go through qf_export_json_string. */
 static qf_status write_image(const qf_store_image *img, void *user) {
     jsonl_writer *w = user;
-    json_t *o = json_pack("{s:I, s:s, s:i, s:i, s:s}", "id", (json_int_t)img->id, "path", img->path,
-                          "width", img->width, "height", img->height, "status", qf_image_status_str(img->status));
-    if (!o) return qf_errorf(QF_ERR_FORMAT, "%s: path is not valid UTF-8 and cannot be exported as JSON", img->path);
-    json_object_set_new(o, "error", img->error ? json_string(img->error) : json_null());
-    json_object_set_new(o, "row", img->status == QF_IMAGE_OK ? json_integer(w->row++) : json_null());
-    char *line = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!line) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-    int ok = fputs(line, w->f) != EOF && fputc('\n', w->f) != EOF;
-    free(line);
-    return ok ? QF_OK : qf_errorf(QF_ERR_IO, "write failed: %s", strerror(errno));
+    FILE *f = w->f;
+    fprintf(f, "{\"id\":%lld,\"path\":", (long long)img->id);
+    qf_export_json_string(f, img->path);
+    fprintf(f, ",\"width\":%d,\"height\":%d,\"status\":\"%s\",\"error\":", img->width, img->height,
+            qf_image_status_str(img->status));
+    if (img->error) qf_export_json_string(f, img->error);
+    else fputs("null", f);
+    if (img->status == QF_IMAGE_OK) fprintf(f, ",\"row\":%lld}\n", (long long)w->row++);
+    else fputs(",\"row\":null}\n", f);
+    return ferror(f) ? qf_errorf(QF_ERR_IO, "write failed: %s", strerror(errno)) : QF_OK;
 }
 
 static qf_status meta_int(qf_store *st, const char *key, int *out, const char *db) {

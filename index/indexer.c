@@ -14,6 +14,8 @@
 #include "index/store.h"
 #include "index/vindex.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -22,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TRAIN_MAX_VECTORS 262144
 
@@ -185,17 +188,43 @@ static int under_root(const char *path, char *const *roots, int n) {
     return 0;
 }
 
+static int str_cmp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* 1 if `path` or one of its parent folders is among the sorted paths the
+ * scan could not read (an unreadable folder, an I/O error). */
+static int under_scan_error(const char *path, char *const *errs, size_t n) {
+    if (!n) return 0;
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof buf) return 0;
+    memcpy(buf, path, len + 1);
+    for (;;) {
+        const char *key = buf;
+        if (bsearch(&key, errs, n, sizeof *errs, str_cmp)) return 1;
+        char *slash = strrchr(buf, '/');
+        if (!slash || slash == buf) return 0;
+        *slash = 0;
+    }
+}
+
 static qf_status reconcile(qf_indexer *ix) {
     qf_scan scan;
     image_list old = { 0 };
-    char **roots = NULL;
+    char **roots = NULL, **errs = NULL;
     int n_roots = 0;
     qf_status s = qf_scan_run(ix->o.roots, ix->o.n_roots, &scan);
     if (s) return s;
     ix->rep.files = (long)scan.n_files;
     ix->rep.scan_errors = (long)scan.n_errors;
-    for (size_t i = 0; i < scan.n_errors; i++)
+    errs = qf_calloc(scan.n_errors + 1, sizeof *errs);
+    if (!errs) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    for (size_t i = 0; i < scan.n_errors; i++) {
         qf_log(QF_LOG_WARN, "%s: %s", scan.errors[i].path, scan.errors[i].error);
+        errs[i] = scan.errors[i].path;
+    }
+    qsort(errs, scan.n_errors, sizeof *errs, str_cmp);
     if ((s = qf_store_image_foreach(ix->st, -1, collect, &old))) goto done;
     qsort(old.rows, old.n, sizeof *old.rows, row_cmp);
     roots = qf_calloc((size_t)ix->o.n_roots + 1, sizeof *roots);
@@ -216,7 +245,15 @@ static qf_status reconcile(qf_indexer *ix) {
         } else if (c > 0) {                 /* stored, not seen: vanished? */
             const qf_store_image *r = &old.rows[j++];
             struct stat stt;
-            if (under_root(r->path, roots, n_roots) || stat(r->path, &stt) != 0) {
+            int st_rc = stat(r->path, &stt), st_err = errno;
+            int absent = st_rc != 0 && (st_err == ENOENT || st_err == ENOTDIR || st_err == ELOOP);
+            /* A folder the scan could not read (permissions, I/O error)
+             * hides its files: unless they are known to be gone they are
+             * kept as they are, not dropped (they were: a passing EACCES or
+             * EIO on a folder threw away the embeddings of all its files). */
+            if (!absent && under_scan_error(r->path, errs, scan.n_errors)) {
+                if (r->status == QF_IMAGE_OK) ix->rep.unchanged++;
+            } else if (under_root(r->path, roots, n_roots) || st_rc != 0) {
                 if (r->status == QF_IMAGE_OK) s = push_id(&ix->stale, &ix->n_stale, &ix->cap_stale, r->id);
                 if (!s) s = qf_store_image_delete(ix->st, r->id);
                 ix->rep.removed++;
@@ -239,6 +276,7 @@ static qf_status reconcile(qf_indexer *ix) {
 done:
     for (int k = 0; k < n_roots; k++) free(roots[k]);
     qf_free(roots);
+    qf_free(errs);
     image_list_free(&old);
     qf_scan_free(&scan);
     return s;
@@ -257,6 +295,33 @@ static qf_status enqueue(const qf_store_image *img, void *user) {
     if (!q->path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
     ix->n_queue++;
     return QF_OK;
+}
+
+/* Removes the "<faiss_path>.tmp.<pid>" files qf_vindex_write leaves behind
+ * when a run is killed while it writes the index (found by the SIGKILL
+ * test: each such kill left one more file, as large as the index, beside
+ * the database, forever). Called under the indexer lock, when no other
+ * process can be writing one. */
+static void remove_stale_temps(const char *faiss_path) {
+    const char *slash = strrchr(faiss_path, '/');
+    char dir[PATH_MAX], prefix[PATH_MAX];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == faiss_path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - faiss_path), faiss_path);
+    int plen = snprintf(prefix, sizeof prefix, "%s.tmp.", slash ? slash + 1 : faiss_path);
+    DIR *d = opendir(dir);
+    if (!d || plen <= 0 || (size_t)plen >= sizeof prefix) { if (d) closedir(d); return; }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *rest = e->d_name + plen;
+        if (strncmp(e->d_name, prefix, (size_t)plen) || !*rest) continue;
+        while (isdigit((unsigned char)*rest)) rest++;
+        if (*rest) continue;
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        if (unlink(path) == 0) qf_log(QF_LOG_INFO, "removed %s, left by an interrupted run", path);
+    }
+    closedir(d);
 }
 
 /* ---- open / next / put ---------------------------------------------------- */
@@ -282,6 +347,7 @@ qf_status qf_indexer_open(const qf_index_opts *o, int ranks, qf_indexer **out) {
     ix->n_vis = 1 + g * g;
     ix->vis_dim = ix->cfg.vision.hidden_size;
     if ((s = qf_store_open(o->db_path, QF_STORE_LOCK, &ix->st))) goto fail;
+    remove_stale_temps(ix->faiss_path);
     if ((s = check_settings(ix))) goto fail;
     int64_t fgen;
     if ((s = meta_int(ix->st, "generation", 0, &ix->generation)) ||

@@ -66,15 +66,19 @@ static qf_status add_file(qf_scan *s, const char *path, const struct stat *st) {
     return QF_OK;
 }
 
-/* A regular file is a candidate by extension or by magic bytes. */
+/* A regular file is a candidate by extension or by magic bytes: 1 yes,
+ * 0 no, -1 when its first bytes cannot be read (errno set). */
 static int is_candidate(const char *path) {
     const char *base = strrchr(path, '/');
     if (qf_scan_has_image_ext(base ? base + 1 : path)) return 1;
     unsigned char head[16];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
+    /* O_NONBLOCK: a file swapped for a FIFO since the stat cannot hang the scan */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return -1;
     ssize_t n = read(fd, head, sizeof head);
+    int err = errno;
     close(fd);
+    if (n < 0) { errno = err; return -1; }
     return n > 0 && qf_img_sniff(head, (size_t)n) != QF_IMG_FMT_UNKNOWN;
 }
 
@@ -161,8 +165,12 @@ static qf_status scan_path(qf_scan *s, const char *path, int explicit_arg, int d
         if (explicit_arg) return add_error(s, path, "%s", "not a regular file or folder");
         return QF_OK;
     }
-    if (explicit_arg || is_candidate(path)) return add_file(s, path, &st);
-    return QF_OK;
+    if (explicit_arg) return add_file(s, path, &st);
+    int c = is_candidate(path);
+    /* An unreadable file without an image extension used to be skipped
+     * silently; it may well be an image, so it is reported. */
+    if (c < 0) return add_error(s, path, "cannot read it to tell whether it is an image: %s", strerror(errno));
+    return c ? add_file(s, path, &st) : QF_OK;
 }
 
 static int file_cmp(const void *a, const void *b) {

@@ -8,12 +8,10 @@
  * stale. Half floats of the vision cache are little-endian IEEE binary16. */
 #include "index/store.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +93,17 @@ static int user_version(const qf_store *st, int *v) {
     return rc;
 }
 
+/* 1 if the database has no tables, views or indexes at all. */
+static int is_empty(const qf_store *st) {
+    sqlite3_stmt *s = NULL;
+    int empty = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        empty = sqlite3_column_int(s, 0) == 0;
+    sqlite3_finalize(s);
+    return empty;
+}
+
 /* ---- indexer lock -------------------------------------------------------------- */
 
 static qf_status take_lock(qf_store *st) {
@@ -135,6 +144,12 @@ static qf_status migrate(qf_store *st) {
         return qf_errorf(QF_ERR_UNSUPPORTED, "%s: database schema version %d is newer than this "
                          "qformer's (%d); use a newer qformer", st->path, v, qf_schema_version);
     if (v == qf_schema_version) return QF_OK;
+    /* No schema at all: a first `qformer index` run is creating the file
+     * (or was killed doing so). "older schema, run index to upgrade" sent
+     * readers of such a file the wrong way. */
+    if (st->readonly && v == 0 && is_empty(st))
+        return qf_errorf(QF_ERR_FORMAT, "%s: not a qformer index yet: the database is empty (is a first "
+                         "`qformer index` run creating it?)", st->path);
     if (st->readonly)
         return qf_errorf(QF_ERR_UNSUPPORTED, "%s: database schema version %d is older than this "
                          "qformer's (%d); run `qformer index` on it once to upgrade",
@@ -805,112 +820,59 @@ qf_status qf_store_integrity_check(qf_store *st) {
     return QF_OK;
 }
 
-/* ---- SHA-256 ---------------------------------------------------------------------------------------
- * From OpenSSL's libcrypto. Its symbols are weak so the library links
- * whether or not the build links libcrypto (pkg-config module "libcrypto");
- * when it does not, the same functions are taken from libcrypto.so at run
- * time. The table is filled once and read-only afterwards. */
+/* ---- SHA-256 (OpenSSL libcrypto, pkg-config module "libcrypto") ------------------------------ */
 
-#pragma weak EVP_MD_CTX_new
-#pragma weak EVP_MD_CTX_free
-#pragma weak EVP_DigestInit_ex
-#pragma weak EVP_DigestUpdate
-#pragma weak EVP_DigestFinal_ex
-#pragma weak EVP_sha256
-
-typedef struct {
-    EVP_MD_CTX   *(*ctx_new)(void);
-    void          (*ctx_free)(EVP_MD_CTX *);
-    int           (*init)(EVP_MD_CTX *, const EVP_MD *, ENGINE *);
-    int           (*update)(EVP_MD_CTX *, const void *, size_t);
-    int           (*final)(EVP_MD_CTX *, unsigned char *, unsigned int *);
-    const EVP_MD *(*sha256)(void);
-} sha_api;
-
-static sha_api        g_sha;
-static pthread_once_t g_sha_once = PTHREAD_ONCE_INIT;
-
-static void sha_load(void) {
-    if (EVP_MD_CTX_new && EVP_MD_CTX_free && EVP_DigestInit_ex && EVP_DigestUpdate &&
-        EVP_DigestFinal_ex && EVP_sha256) {
-        g_sha = (sha_api){ EVP_MD_CTX_new, EVP_MD_CTX_free, EVP_DigestInit_ex, EVP_DigestUpdate,
-                           EVP_DigestFinal_ex, EVP_sha256 };
-        return;
-    }
-    void *h = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
-    if (!h) h = dlopen("libcrypto.so", RTLD_NOW | RTLD_LOCAL);
-    if (!h) return;
-    sha_api a;
-    /* POSIX: dlsym results convert to function pointers through the object. */
-    *(void **)&a.ctx_new  = dlsym(h, "EVP_MD_CTX_new");
-    *(void **)&a.ctx_free = dlsym(h, "EVP_MD_CTX_free");
-    *(void **)&a.init     = dlsym(h, "EVP_DigestInit_ex");
-    *(void **)&a.update   = dlsym(h, "EVP_DigestUpdate");
-    *(void **)&a.final    = dlsym(h, "EVP_DigestFinal_ex");
-    *(void **)&a.sha256   = dlsym(h, "EVP_sha256");
-    if (a.ctx_new && a.ctx_free && a.init && a.update && a.final && a.sha256) g_sha = a;
-}
-
-typedef struct { EVP_MD_CTX *ctx; } sha_ctx;
-
-static qf_status sha_begin(sha_ctx *c) {
-    pthread_once(&g_sha_once, sha_load);
-    c->ctx = NULL;
-    if (!g_sha.ctx_new)
-        return qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: OpenSSL libcrypto is not available "
-                         "(install libssl3 / libssl-dev)");
-    if (!(c->ctx = g_sha.ctx_new()) || g_sha.init(c->ctx, g_sha.sha256(), NULL) != 1) {
-        if (c->ctx) g_sha.ctx_free(c->ctx);
-        c->ctx = NULL;
+static qf_status sha_begin(EVP_MD_CTX **ctx) {
+    *ctx = EVP_MD_CTX_new();
+    if (!*ctx || EVP_DigestInit_ex(*ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(*ctx);
+        *ctx = NULL;
         return qf_errorf(QF_ERR_NOMEM, "SHA-256: cannot initialise the digest");
     }
     return QF_OK;
 }
 
-static qf_status sha_end(sha_ctx *c, char hex[65]) {
+static qf_status sha_end(EVP_MD_CTX *ctx, char hex[65]) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    int ok = g_sha.final(c->ctx, md, &len) == 1 && len == 32;
-    g_sha.ctx_free(c->ctx);
-    c->ctx = NULL;
-    if (!ok) return qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
+    if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32)
+        return qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
     return QF_OK;
 }
 
 qf_status qf_store_hash_buf(const void *data, size_t n, char hex[65]) {
-    sha_ctx c;
-    qf_status rc = sha_begin(&c);
+    EVP_MD_CTX *ctx = NULL;
+    qf_status rc = sha_begin(&ctx);
     if (rc != QF_OK) return rc;
-    if (n && g_sha.update(c.ctx, data, n) != 1) {
-        g_sha.ctx_free(c.ctx);
-        return qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
-    }
-    return sha_end(&c, hex);
+    if (n && EVP_DigestUpdate(ctx, data, n) != 1) rc = qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
+    if (rc == QF_OK) rc = sha_end(ctx, hex);
+    EVP_MD_CTX_free(ctx);
+    return rc;
 }
 
 qf_status qf_store_hash_file(const char *path, char hex[65]) {
     qf_status rc;
-    sha_ctx c = { NULL };
+    EVP_MD_CTX *ctx = NULL;
     unsigned char *buf = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return qf_errorf(QF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     enum { CHUNK = 1 << 20 };
     if (!(buf = qf_malloc(CHUNK))) { rc = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path); goto done; }
-    if ((rc = sha_begin(&c)) != QF_OK) goto done;
+    if ((rc = sha_begin(&ctx)) != QF_OK) goto done;
     for (;;) {
         ssize_t got = read(fd, buf, CHUNK);
         if (got < 0 && errno == EINTR) continue;
         if (got < 0) { rc = qf_errorf(QF_ERR_IO, "%s: read: %s", path, strerror(errno)); goto done; }
         if (got == 0) break;
-        if (g_sha.update(c.ctx, buf, (size_t)got) != 1) {
+        if (EVP_DigestUpdate(ctx, buf, (size_t)got) != 1) {
             rc = qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
             goto done;
         }
     }
-    rc = sha_end(&c, hex);
+    rc = sha_end(ctx, hex);
 done:
-    if (c.ctx) g_sha.ctx_free(c.ctx);
+    EVP_MD_CTX_free(ctx);
     qf_free(buf);
     close(fd);
     return rc;

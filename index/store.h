@@ -29,7 +29,8 @@ enum {
  * QF_ERR_BUSY naming the pid and host of the first. Errors: QF_ERR_DB
  * (not a database, SQLite failure), QF_ERR_UNSUPPORTED (database written
  * by a newer qformer: schema version above ours; or, read-only, an older
- * schema that needs `qformer index` to migrate), QF_ERR_IO (lock file),
+ * schema that needs `qformer index` to migrate), QF_ERR_FORMAT (read-only:
+ * an empty database, no schema yet), QF_ERR_IO (lock file),
  * QF_ERR_BUSY, QF_ERR_ARG (READONLY with LOCK). *out: new store the caller
  * owns (qf_store_close), NULL on failure. */
 qf_status qf_store_open(const char *path, unsigned flags, qf_store **out);
@@ -175,8 +176,7 @@ qf_status qf_store_vision_get(qf_store *st, int64_t image_id, float **x, int *n_
 qf_status qf_store_integrity_check(qf_store *st);
 
 /* SHA-256 (OpenSSL libcrypto) as 64 lowercase hex digits + NUL, of a
- * buffer or of a file's contents. QF_ERR_IO (file), QF_ERR_UNSUPPORTED
- * (libcrypto not available). */
+ * buffer or of a file's contents. QF_ERR_IO (file), QF_ERR_NOMEM. */
 qf_status qf_store_hash_buf(const void *data, size_t n, char hex[65]);
 qf_status qf_store_hash_file(const char *path, char hex[65]);
 

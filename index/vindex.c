@@ -75,18 +75,56 @@ static int ends_with(const char *s, size_t n, const char *suffix) {
     return n >= m && memcmp(s + n - m, suffix, m) == 0;
 }
 
+/* "PQ<m>" or "PQ<m>x<b>" exactly: a product quantizer FAISS would train
+ * with polysemous code reassignment unless told "np". */
+static int plain_pq(const char *t, size_t n) {
+    size_t i = 2;
+    if (n < 3 || strncmp(t, "PQ", 2) != 0 || !isdigit((unsigned char)t[2])) return 0;
+    while (i < n && isdigit((unsigned char)t[i])) i++;
+    if (i < n && t[i] == 'x') {
+        if (++i == n || !isdigit((unsigned char)t[i])) return 0;
+        while (i < n && isdigit((unsigned char)t[i])) i++;
+    }
+    return i == n;
+}
+
 static int64_t leading_int(const char *s) {
     if (!isdigit((unsigned char)*s)) return -1;
     long long v = strtoll(s, NULL, 10);
     return v < 0 || v > (1LL << 40) ? -1 : (int64_t)v;
 }
 
-/* Checks one factory component and raises vi->min_train to the size of
- * the k-means it needs: IVF<n> -> n, IMI<a>x<b> -> 2^b, PQ<m>[x<b>] -> 2^b
- * (b = 8 by default), OPQ<m> -> 256. Other components train without a
- * minimum FAISS can tell us beforehand. */
-static qf_status scan_component(qf_vindex *vi, const char *factory, const char *t, size_t n) {
+/* Checks one factory component (PQ/OPQ m divides the dimension it sees,
+ * no fast-scan) and raises vi->min_train to the size of the k-means it
+ * needs: IVF<n> -> n, IMI<a>x<b> -> 2^b, PQ<m>[x<b>] -> 2^b (b = 8 by
+ * default), OPQ<m> -> 256. Other components train without a minimum FAISS
+ * can tell us beforehand. *cur_dim tracks the dimension through PCA, RR
+ * and OPQ transforms. */
+static qf_status scan_component(qf_vindex *vi, const char *factory, const char *t, size_t n,
+                                int *cur_dim) {
     int64_t need = 0;
+    /* Dimension seen by this component (transforms change it); PQ and OPQ
+     * need it to be a multiple of m, checked here because FAISS leaks a
+     * half-built index when its factory fails on that. */
+    int64_t m = 0, out = 0;
+    if (n > 3 && strncmp(t, "PCA", 3) == 0) {
+        const char *p = t + 3;
+        while (*p == 'W' || *p == 'R') p++;
+        out = leading_int(p);
+    } else if (n > 2 && strncmp(t, "RR", 2) == 0) {
+        out = leading_int(t + 2);
+    } else if (n > 3 && strncmp(t, "OPQ", 3) == 0) {
+        m = leading_int(t + 3);
+        const char *u = memchr(t, '_', n);
+        out = u ? leading_int(u + 1) : *cur_dim;
+    } else if (n > 2 && strncmp(t, "PQ", 2) == 0) {
+        m = leading_int(t + 2);
+    }
+    int64_t d = out > 0 ? out : *cur_dim;
+    if (m > 0 && d % m != 0)
+        return qf_errorf(QF_ERR_ARG, "FAISS factory '%s': %.*s needs the dimension (%lld) to be a "
+                         "multiple of %lld", factory, (int)n, t, (long long)d, (long long)m);
+    if (out > 0) *cur_dim = (int)out;
     if (ends_with(t, n, "fs") || ends_with(t, n, "fsr"))
         return qf_errorf(QF_ERR_ARG, "FAISS factory '%s': fast-scan encoding '%.*s' cannot remove "
                          "vectors, which incremental indexing needs; use PQ<m> without 'x4fs'",
@@ -118,6 +156,7 @@ qf_status qf_vindex_create(const char *factory, int dim, qf_vindex **out) {
     qf_status st = QF_OK;
     qf_vindex *vi = NULL;
     FaissIndex *ix = NULL;
+    char *desc = NULL;
     *out = NULL;
     const char *given = factory && *factory ? factory : "Flat";
     if (dim <= 0) return qf_errorf(QF_ERR_ARG, "vector index: dimension %d must be positive", dim);
@@ -128,17 +167,27 @@ qf_status qf_vindex_create(const char *factory, int dim, qf_vindex **out) {
     else if (strncmp(f, "IDMap,", 6) == 0) f += 6;
 
     vi = qf_calloc(1, sizeof *vi);
-    if (!vi) return qf_errorf(QF_ERR_NOMEM, "vector index: out of memory");
+    /* room for "np" after every component */
+    desc = qf_malloc(2 * strlen(f) + 3);
+    if (!vi || !desc) { st = qf_errorf(QF_ERR_NOMEM, "vector index: out of memory"); goto fail; }
     vi->dim = dim;
     snprintf(vi->train_token, sizeof vi->train_token, "%s", f);
+    size_t len = 0;
+    int cur_dim = dim;
     for (const char *t = f; *t;) {
         size_t n = strcspn(t, ",");
-        if ((st = scan_component(vi, given, t, n)) != QF_OK) goto fail;
+        if ((st = scan_component(vi, given, t, n, &cur_dim)) != QF_OK) goto fail;
+        memcpy(desc + len, t, n);
+        len += n;
+        /* Polysemous training only serves Hamming-filtered search, which
+         * is never enabled here, and costs ~50x the PQ training itself. */
+        if (plain_pq(t, n)) { memcpy(desc + len, "np", 2); len += 2; }
         t += n;
-        if (*t == ',') t++;
+        if (*t == ',') desc[len++] = *t++;
     }
+    desc[len] = 0;
 
-    if (faiss_index_factory(&ix, dim, f, METRIC_INNER_PRODUCT) != 0) {
+    if (faiss_index_factory(&ix, dim, desc, METRIC_INNER_PRODUCT) != 0) {
         st = qf_errorf(QF_ERR_ARG, "FAISS factory '%s' (dim %d) is not usable: %s", given, dim,
                        faiss_msg());
         goto fail;
@@ -155,11 +204,13 @@ qf_status qf_vindex_create(const char *factory, int dim, qf_vindex **out) {
     }
     if (faiss_Index_is_trained(ix)) vi->min_train = 0;
     vi->index = ix;
+    qf_free(desc);
     *out = vi;
     return QF_OK;
 
 fail:
     faiss_Index_free(ix);
+    qf_free(desc);
     qf_free(vi);
     return st;
 }

@@ -21,7 +21,10 @@ typedef struct qf_vindex qf_vindex;
  * IVF indexes (also behind OPQ/PCA transforms) store ids themselves and are
  * not wrapped. A leading "IDMap," / "IDMap2," in `factory` is accepted and
  * ignored (IDMap over IVF would map ids wrongly after a removal). Fast-scan
- * encodings ("...fs") are refused: they cannot remove vectors.
+ * encodings ("...fs") are refused: they cannot remove vectors. Product
+ * quantizers are trained without polysemous reassignment ("PQ16" behaves
+ * as "PQ16np"): it only helps Hamming-filtered search, never used here,
+ * and multiplies training time ~50x.
  * Errors: QF_ERR_ARG (dim <= 0, unparsable factory, fast-scan; the message
  * quotes the string), QF_ERR_NOMEM. *out: new index the caller owns
  * (qf_vindex_free), NULL on failure. */

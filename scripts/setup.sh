@@ -27,7 +27,10 @@ fi
 
 # --- FAISS C API -----------------------------------------------------------
 prefix="${QF_FAISS_C_PREFIX:-$here/third_party/faiss_c}"
-if [ -f "$prefix/lib/libfaiss_c.a" ]; then
+# NDEBUG: the C API otherwise prints every caught FAISS exception to stderr;
+# qformer reports them itself through faiss_get_last_error.
+cxxflags="-std=c++17 -O2 -fPIC -fopenmp -DNDEBUG"
+if [ -f "$prefix/lib/libfaiss_c.a" ] && [ "$(cat "$prefix/lib/build-flags" 2>/dev/null)" = "$cxxflags" ]; then
   echo "setup: FAISS C API already built in $prefix"
   exit 0
 fi
@@ -56,9 +59,12 @@ echo "setup: compiling FAISS C API"
 for f in "$work"/src/c_api/*.cpp "$work"/src/c_api/impl/*.cpp; do
   [ -f "$f" ] || continue
   case "$f" in *gpu*) continue;; esac
-  g++ -std=c++17 -O2 -fPIC -fopenmp -I"$work/src" -c "$f" -o "$work/obj/$(basename "${f%.cpp}").o" &
+  # shellcheck disable=SC2086
+  g++ $cxxflags -I"$work/src" -c "$f" -o "$work/obj/$(basename "${f%.cpp}").o" &
   while [ "$(jobs -r | wc -l)" -ge "$(nproc)" ]; do wait -n; done
 done
 wait
+rm -f "$prefix/lib/libfaiss_c.a"
 ar rcs "$prefix/lib/libfaiss_c.a" "$work"/obj/*.o
+echo "$cxxflags" > "$prefix/lib/build-flags"
 echo "setup: FAISS C API -> $prefix/lib/libfaiss_c.a"
