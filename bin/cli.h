@@ -6,6 +6,9 @@
 
 #include "embed/common.h"
 
+/* The version `qformer --version` prints; the man page takes it from there. */
+#define QF_VERSION "0.1.0"
+
 int qf_cmd_embed(int argc, char **argv);
 int qf_cmd_tokenize(int argc, char **argv);
 int qf_cmd_info(int argc, char **argv);
@@ -14,10 +17,20 @@ int qf_cmd_index(int argc, char **argv);
 int qf_cmd_search(int argc, char **argv);
 int qf_cmd_export(int argc, char **argv);
 int qf_cmd_pull(int argc, char **argv);
+int qf_cmd_bench(int argc, char **argv);
 
 /* Prints "qformer CMD: <qf_last_error()>" to stderr and returns exit code 1. */
 int qf_cli_fail(const char *cmd, qf_status s);
 /* Prints "qformer CMD: message" (usage error) and returns exit code 2. */
 int qf_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Global --quiet / --verbose, parsed by main before the command runs:
+ * QUIET: no progress or info lines on stderr (warnings and errors still print);
+ * VERBOSE: the library's QF_LOG_INFO and QF_LOG_DEBUG lines too. */
+enum { QF_CLI_QUIET = -1, QF_CLI_NORMAL = 0, QF_CLI_VERBOSE = 1 };
+int qf_cli_verbosity(void);
+/* 1 when stderr may carry ANSI colour: a terminal, TERM not "dumb", and
+ * NO_COLOR unset or empty (https://no-color.org). */
+int qf_cli_color(void);
 
 #endif

@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include "embed/hub.h"
+#include "index/export.h"
 #include "query/caption.h"
 
 #include <getopt.h>
@@ -17,8 +18,18 @@ static const char usage_text[] =
     "                       [--format text|json] IMAGE...\n"
     "\n"
     "Captions each IMAGE with a BLIP-2 captioning checkpoint (Salesforce/blip2-opt-* layout).\n"
-    "Defaults follow the checkpoint's generation_config.json: greedy unless --num-beams > 1.\n"
+    "Defaults follow the checkpoint's generation_config.json (else those of HF generate):\n"
+    "greedy unless --num-beams > 1.\n"
     "A prompt such as \"Question: what is in the picture? Answer:\" turns it into visual QA.\n"
+    "\n"
+    "  --model DIR               captioning checkpoint (folder or cached ORG/NAME)\n"
+    "  --prompt STR              text the caption continues (default: none)\n"
+    "  --max-new-tokens N        stop after N new tokens\n"
+    "  --min-new-tokens N        no EOS before N new tokens\n"
+    "  --num-beams K             beam search with K beams (1: greedy)\n"
+    "  --length-penalty F        beam score = log-prob / length^F\n"
+    "  --repetition-penalty F    > 1 discourages repeating tokens\n"
+    "  --format F                text (default): PATH, a tab, the caption; json: below\n"
     "\n"
     "--format json prints one object per image per line:\n"
     "  {\"image\": PATH, \"ids\": [new token ids, EOS included], \"text\": \"decoded caption\"}\n"
@@ -101,11 +112,22 @@ int qf_cmd_caption(int argc, char **argv) {
         if (!strcmp(format, "json")) {
             json_t *ids = json_array();
             for (int k = 0; k < out.n_ids; k++) json_array_append_new(ids, json_integer(out.ids[k]));
-            json_t *o = json_pack("{s:s, s:o, s:s}", "image", argv[i], "ids", ids, "text", out.text);
+            /* "image" is written apart: jansson refuses a file name that is
+             * not UTF-8 (b"caf\xe9.jpg"), which failed the image; such bytes
+             * are written as "\udcXX" (qf_export_json_string) */
+            json_t *o = json_pack("{s:o, s:s}", "ids", ids, "text", out.text);
+            json_t *img = json_string(argv[i]);
             char *line = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
-            if (line) puts(line);
-            else { fprintf(stderr, "qformer caption: %s: cannot encode the result as JSON\n", argv[i]); failures++; }
+            char *img_js = img ? json_dumps(img, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
+            json_decref(img);
+            if (line) {
+                fputs("{\"image\":", stdout);
+                if (img_js) fputs(img_js, stdout);
+                else qf_export_json_string(stdout, argv[i]);
+                printf(",%s\n", line + 1);
+            } else { fprintf(stderr, "qformer caption: %s: cannot encode the result as JSON\n", argv[i]); failures++; }
             free(line);
+            free(img_js);
             json_decref(o);
         } else {
             /* one line per image: PATH<TAB>caption without the trailing newline */

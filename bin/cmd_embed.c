@@ -26,9 +26,19 @@ static const char usage_text[] =
     "  with --itm:           itm_logits [n_img,n_txt,2], itm_scores [n_img,n_txt]\n"
     "  with --intermediates: pixel_values, resized_u8, vision_last_hidden_state,\n"
     "                        qformer_last_hidden_state, text_qformer_last_hidden_state\n"
+    "Image i is the i-th --image, text t the t-th --text (at most 12 of each).\n"
     "\n"
-    "example:\n"
-    "  qformer embed --model blip2-itm-vit-g --image cat.jpg --text 'a cat' --itm --out cat.safetensors\n";
+    "  --model DIR       retrieval checkpoint (Salesforce/blip2-itm-vit-g layout)\n"
+    "  --image PATH      a PNG or JPEG image; repeat for more\n"
+    "  --text STR        a text; repeat for more\n"
+    "  --itm             also the ITM head on every (image, text) pair\n"
+    "  --intermediates   also the inputs and hidden states, for debugging\n"
+    "  --out FILE        the safetensors file to write\n"
+    "\n"
+    "examples:\n"
+    "  qformer embed --model blip2-itm-vit-g --image cat.jpg --text 'a cat' --itm --out cat.safetensors\n"
+    "  qformer embed --model Salesforce/blip2-itm-vit-g --image a.jpg --image b.png \\\n"
+    "                --text 'a dog' --text 'a red car' --out pairs.safetensors\n";
 
 #define MAX_ITEMS 12
 

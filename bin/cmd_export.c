@@ -13,7 +13,8 @@ static const char usage_text[] =
     "DIR/image_ids.npy (int64 [n]) for the indexed images, and DIR/images.jsonl (one\n"
     "object per image: id, path, width, height, status, error, row).\n"
     "\n"
-    "example (Python):\n"
+    "examples:\n"
+    "  qformer export --db photos.db --out feats\n"
     "  qformer export --db photos.db --out feats && python3 -c \\\n"
     "    \"import numpy as np; print(np.load('feats/image_feats.npy').shape)\"\n";
 

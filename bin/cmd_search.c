@@ -13,23 +13,28 @@ static const char usage_text[] =
     "                      [--prompt STR] [--model DIR] [--nprobe N]\n"
     "                      [--format table|json|html] [--out FILE] (TEXT | --image PATH)\n"
     "\n"
-    "Finds the images of an index that best match TEXT (or the image PATH).\n"
+    "Finds the images of an index that best match TEXT (or the image PATH) by the exact\n"
+    "BLIP-2 ITC score (max over the query vectors of an image).\n"
     "  -k N              results (default 10)\n"
     "  --rerank N        rescore the top N with the ITM head: itm = match logit (mean over\n"
     "                    queries), score = itm + itc; reranked results come first\n"
     "  --caption N       caption the first N results with --caption-model (a BLIP-2 OPT\n"
     "                    checkpoint); captions are cached in the index database\n"
+    "  --prompt STR      caption prompt (e.g. 'a photo of')\n"
+    "  --image PATH      search by this image instead of a TEXT\n"
     "  --format F        table (default), json, or html (a self-contained gallery)\n"
     "  --out FILE        write there instead of standard output\n"
     "  --model DIR       retrieval checkpoint (default: the one the index was built with)\n"
-    "  --nprobe N        IVF cells to visit (IVF factories)\n"
+    "  --nprobe N        IVF cells to visit (IVF factories; FAISS default 1)\n"
     "\n"
     "JSON: {\"query\": TEXT, \"results\": [{\"rank\", \"id\", \"path\", \"itc\", \"itm\", \"score\", \"caption\"}]}\n"
     "\n"
     "examples:\n"
     "  qformer search --db photos.db \"a cat on a sofa\"\n"
     "  qformer search --db photos.db --rerank 20 --caption 5 --caption-model blip2-opt-2.7b \\\n"
-    "                 --format html --out cats.html \"a cat on a sofa\"\n";
+    "                 --format html --out cats.html \"a cat on a sofa\"\n"
+    "  qformer search --db photos.db --image query.jpg -k 5 --format json\n"
+    "  qformer search --db photos.db -- \"-20 degrees outside\"   # a TEXT starting with '-'\n";
 
 static int parse_nonneg(const char *s, int *out) {
     char *end;
@@ -98,6 +103,6 @@ int qf_cmd_search(int argc, char **argv) {
     if (f != stdout && fclose(f) != 0 && !s) s = qf_errorf(QF_ERR_IO, "%s: write failed", out_path);
     qf_search_result_free(&r);
     if (s) return qf_cli_fail("search", s);
-    if (out_path) fprintf(stderr, "qformer search: wrote %s\n", out_path);
+    if (out_path && qf_cli_verbosity() >= 0) fprintf(stderr, "qformer search: wrote %s\n", out_path);
     return 0;
 }
