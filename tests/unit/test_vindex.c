@@ -87,7 +87,7 @@ static ref_hit *brute_images(const float *x, const int64_t *img_ids, const int *
 static qf_vindex *make_index(const char *factory, int d) {
     qf_vindex *vi = NULL;
     qf_status s = qf_vindex_create(factory, d, &vi);
-    if (s != QF_OK) fprintf(stderr, "\ncreate '%s': %s\n", factory, qf_last_error());
+    if (s != QF_OK) fprintf(stderr, "\ncreate '%s': %s\n", factory ? factory : "(default)", qf_last_error());
     CU_ASSERT_EQUAL_FATAL(s, QF_OK);
     return vi;
 }
