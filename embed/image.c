@@ -467,11 +467,12 @@ qf_status qf_img_decode_mem(const void *buf, size_t n, const char *name,
     if (other)
         return qf_errorf(QF_ERR_UNSUPPORTED, "%s: %s images are not supported (PNG and JPEG only)",
                          name, other);
-    unsigned char head[4] = { 0 };
-    memcpy(head, b, n < 4 ? n : 4);
-    return qf_errorf(QF_ERR_FORMAT,
-                     "%s: not a PNG or JPEG image (starts with bytes %02x %02x %02x %02x)",
-                     name, head[0], head[1], head[2], head[3]);
+    /* show the first bytes that exist (a 1-byte file shows one byte) */
+    char hex[16] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < n && i < 4; i++)
+        len += (size_t)snprintf(hex + len, sizeof hex - len, "%s%02x", i ? " " : "", b[i]);
+    return qf_errorf(QF_ERR_FORMAT, "%s: not a PNG or JPEG image (starts with bytes %s)", name, hex);
 }
 
 qf_status qf_img_load(const char *path, const qf_img_limits *lim, qf_img *out) {
