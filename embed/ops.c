@@ -4,6 +4,8 @@
  * same order PyTorch's CPU kernels use closely enough for 1e-5 agreement. */
 #include "embed/ops.h"
 
+#include "embed/kernels_cpu.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -23,6 +25,8 @@ void qf_gemm(int trans_b, int M, int N, int K,
 }
 
 void qf_linear(float *y, const float *x, int n, int in, const float *W, const float *b, int out) {
+    /* A few rows (decoding): stream W once at memory bandwidth instead of sgemm's packing */
+    if (n <= 4) { qf_cpu_matvec(y, x, n, in, W, b, out); return; }
     if (b) {
         for (int i = 0; i < n; i++) memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *y);
         qf_gemm(1, n, out, in, x, in, W, in, 1.0f, y, out);
@@ -46,9 +50,7 @@ void qf_layernorm(float *y, const float *x, int rows, int dim,
     }
 }
 
-void qf_gelu(float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
-}
+void qf_gelu(float *x, size_t n) { qf_cpu_gelu(x, n); }   /* vectorised erff (libmvec) */
 
 void qf_relu(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
@@ -84,6 +86,9 @@ void qf_l2_normalize(float *x, int rows, int dim) {
 void qf_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
                   const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
                   float scale, const float *mask, int causal, int pos0, float *scratch) {
+    /* AVX-512 kernel, heads in parallel (kernels_cpu.c); below, the portable path */
+    if (qf_cpu_attention(out, ldo, Q, ldq, K, ldk, V, ldv, Lq, Lk, n_head, d_head, scale, mask, causal, pos0))
+        return;
     for (int h = 0; h < n_head; h++) {
         const float *q = Q + h * d_head, *k = K + h * d_head, *v = V + h * d_head;
         /* scores = q @ k^T   [Lq, Lk] */

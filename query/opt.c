@@ -7,6 +7,7 @@
  * OPTAttention does. */
 #include "query/opt.h"
 
+#include "embed/kernels_cpu.h"
 #include "embed/ops.h"
 
 #include <math.h>
@@ -23,6 +24,9 @@ typedef struct {
     const float *ln2_w, *ln2_b;   /* final_layer_norm     [D]      */
     const float *fc1_w, *fc1_b;   /* fc1                  [F, D]   */
     const float *fc2_w, *fc2_b;   /* fc2                  [D, F]   */
+    /* BF16 mode (qf_opt_load_bf16): the six matrices above as BF16, their
+     * float pointers NULL */
+    const uint16_t *q_h, *k_h, *v_h, *o_h, *fc1_h, *fc2_h;
 } opt_layer;
 
 struct qf_opt {
@@ -34,6 +38,10 @@ struct qf_opt {
     const float  *fln_w, *fln_b;  /* decoder.final_layer_norm [D] (NULL if removed) */
     const float  *lm_head;        /* lm_head.weight [V, D] or = embed   */
     opt_layer    *layers;
+    int           bf16;           /* matrices held as BF16              */
+    const uint16_t *lm_head_h;    /* BF16 lm_head (BF16 mode), else NULL */
+    uint16_t    **owned;          /* BF16 copies converted from F32     */
+    int           n_owned;
 };
 
 struct qf_opt_cache {
@@ -41,19 +49,47 @@ struct qf_opt_cache {
     int      *len;                /* [n_seq]                       */
     float    *k, *v;              /* [n_layer][n_seq][max_len][D]  */
     float    *tmp_k, *tmp_v;      /* reorder scratch, same size    */
+    float    *wbuf;               /* BF16 mode: F32 rows of a weight for the GEMMs of a prefill */
     qf_arena  arena;              /* activations                   */
 };
 
 typedef struct { size_t off; const char *fmt; int rows, cols; } spec;  /* cols 0: vector */
 #define OL(f) offsetof(opt_layer, f)
 enum { S_D = -1, S_F = -2 };
+enum { WCHUNK = 256 };            /* BF16 mode: weight rows converted per sgemm in a prefill */
 
 static qf_status get(qf_st *st, const char *name, int64_t r, int64_t c, const float **out) {
     int64_t shape[2] = { r, c };
     return qf_st_get_f32(st, name, c ? 2 : 1, shape, out);
 }
 
-qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) {
+/* A [rows, cols] matrix as BF16: in place when the file stores BF16, else
+ * converted once from float32 into a copy owned by m. */
+static qf_status get_bf16(qf_opt *m, qf_st *st, const char *name, int64_t r, int64_t c, const uint16_t **out) {
+    int64_t shape[2] = { r, c };
+    const qf_st_tensor *t = qf_st_find(st, name);
+    if (t && t->dtype == QF_DT_BF16) return qf_st_get_raw(st, name, QF_DT_BF16, 2, shape, (const void **)out);
+    const float *f;
+    qf_status s = qf_st_get_f32(st, name, 2, shape, &f);
+    if (s) return s;
+    uint16_t **ow = qf_realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *ow);
+    if (!ow) return qf_errorf(QF_ERR_NOMEM, "out of memory converting '%s' to BF16", name);
+    m->owned = ow;
+    uint16_t *h = qf_malloc((size_t)r * (size_t)c * sizeof *h);
+    if (!h) return qf_errorf(QF_ERR_NOMEM, "out of memory converting '%s' to BF16 (%lld x %lld)", name,
+                             (long long)r, (long long)c);
+    qf_cpu_f32_to_bf16(h, f, (size_t)r * (size_t)c);
+    m->owned[m->n_owned++] = h;
+    *out = h;
+    return QF_OK;
+}
+
+static qf_status load(qf_st *st, const qf_blip2_config *cfg, int bf16, qf_opt **out);
+
+qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) { return load(st, cfg, 0, out); }
+qf_status qf_opt_load_bf16(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) { return load(st, cfg, 1, out); }
+
+static qf_status load(qf_st *st, const qf_blip2_config *cfg, int bf16, qf_opt **out) {
     *out = NULL;
     if (!cfg->text.present)
         return qf_errorf(QF_ERR_MISSING, "config.json has no OPT text_config: not a captioning checkpoint");
@@ -66,6 +102,7 @@ qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) {
     qf_opt *m = qf_calloc(1, sizeof *m);
     if (!m) return qf_errorf(QF_ERR_NOMEM, "out of memory loading OPT");
     m->cfg = *c;
+    m->bf16 = bf16;
     m->d_q = cfg->qformer.hidden_size;
     const int64_t D = c->hidden_size, F = c->ffn_dim, V = c->vocab_size;
     qf_status s;
@@ -82,10 +119,17 @@ qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) {
          (s = get(st, "language_model.model.decoder.final_layer_norm.bias", D, 0, &m->fln_b))))
         goto fail;
     if (qf_st_find(st, "language_model.lm_head.weight")) {
-        if ((s = get(st, "language_model.lm_head.weight", V, D, &m->lm_head))) goto fail;
+        if (bf16) { if ((s = get_bf16(m, st, "language_model.lm_head.weight", V, D, &m->lm_head_h))) goto fail; }
+        else if ((s = get(st, "language_model.lm_head.weight", V, D, &m->lm_head))) goto fail;
+    } else if (bf16) {            /* tied: the BF16 copy of embed_tokens */
+        if ((s = get_bf16(m, st, "language_model.model.decoder.embed_tokens.weight", V, D, &m->lm_head_h))) goto fail;
     } else {
         m->lm_head = m->embed;    /* tied: save_pretrained drops the copy */
     }
+    static const size_t half_of[][2] = {   /* float field -> its BF16 twin */
+        { OL(q_w), OL(q_h) }, { OL(k_w), OL(k_h) }, { OL(v_w), OL(v_h) }, { OL(o_w), OL(o_h) },
+        { OL(fc1_w), OL(fc1_h) }, { OL(fc2_w), OL(fc2_h) },
+    };
     static const spec layer_specs[] = {
         { OL(ln1_w), "self_attn_layer_norm.weight", S_D, 0 }, { OL(ln1_b), "self_attn_layer_norm.bias", S_D, 0 },
         { OL(q_w), "self_attn.q_proj.weight", S_D, S_D },     { OL(q_b), "self_attn.q_proj.bias", S_D, 0 },
@@ -103,6 +147,13 @@ qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) {
             char name[256];
             snprintf(name, sizeof name, "language_model.model.decoder.layers.%d.%s", l, sp->fmt);
             int64_t r = sp->rows == S_D ? D : F, cc = sp->cols == 0 ? 0 : sp->cols == S_D ? D : F;
+            if (bf16 && cc) {
+                size_t h = 0;
+                for (size_t k = 0; k < sizeof half_of / sizeof half_of[0]; k++)
+                    if (half_of[k][0] == sp->off) h = half_of[k][1];
+                if ((s = get_bf16(m, st, name, r, cc, (const uint16_t **)((char *)&m->layers[l] + h)))) goto fail;
+                continue;
+            }
             if ((s = get(st, name, r, cc, (const float **)((char *)&m->layers[l] + sp->off)))) goto fail;
         }
     *out = m;
@@ -114,6 +165,8 @@ fail:
 
 void qf_opt_free(qf_opt *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) qf_free(m->owned[i]);
+    qf_free(m->owned);
     qf_free(m->layers);
     qf_free(m);
 }
@@ -150,8 +203,10 @@ qf_status qf_opt_cache_init(const qf_opt *m, int n_seq, int max_len, qf_opt_cach
     c->v = qf_malloc(n * sizeof(float));
     c->tmp_k = n_seq > 1 ? qf_malloc(n * sizeof(float)) : NULL;
     c->tmp_v = n_seq > 1 ? qf_malloc(n * sizeof(float)) : NULL;
+    size_t wmax = (size_t)(m->cfg.ffn_dim > c->D ? m->cfg.ffn_dim : c->D);
+    c->wbuf = m->bf16 ? qf_malloc((size_t)WCHUNK * wmax * sizeof(float)) : NULL;
     qf_status s = QF_OK;
-    if (!c->len || !c->k || !c->v || (n_seq > 1 && (!c->tmp_k || !c->tmp_v)))
+    if (!c->len || !c->k || !c->v || (n_seq > 1 && (!c->tmp_k || !c->tmp_v)) || (m->bf16 && !c->wbuf))
         s = qf_errorf(QF_ERR_NOMEM, "out of memory for a KV cache of %zu MB", 4 * n * sizeof(float) >> 20);
     /* activations: rows = max(max_len, n_seq) */
     size_t rows = (size_t)(max_len > n_seq ? max_len : n_seq), D = c->D, F = m->cfg.ffn_dim;
@@ -164,7 +219,7 @@ qf_status qf_opt_cache_init(const qf_opt *m, int n_seq, int max_len, qf_opt_cach
 
 void qf_opt_cache_free(qf_opt_cache *c) {
     if (!c) return;
-    qf_free(c->len); qf_free(c->k); qf_free(c->v); qf_free(c->tmp_k); qf_free(c->tmp_v);
+    qf_free(c->len); qf_free(c->k); qf_free(c->v); qf_free(c->tmp_k); qf_free(c->tmp_v); qf_free(c->wbuf);
     qf_arena_free(&c->arena);
     qf_free(c);
 }
@@ -193,6 +248,24 @@ qf_status qf_opt_cache_reorder(qf_opt_cache *c, const int *src, int n) {
     return QF_OK;
 }
 
+/* y[R, N] = x[R, K] @ W^T + b with W float32 (wf) or BF16 (wh): few rows
+ * stream BF16 weights directly; more rows convert WCHUNK weight rows at a
+ * time to float32 (c->wbuf) for sgemm. */
+static void lin(qf_opt_cache *c, float *y, const float *x, int R, int K, const float *wf,
+                const uint16_t *wh, const float *b, int N) {
+    if (!wh) { qf_linear(y, x, R, K, wf, b, N); return; }
+    if (R <= 4) { qf_cpu_matvec_bf16(y, x, R, K, wh, b, N); return; }
+    for (int o0 = 0; o0 < N; o0 += WCHUNK) {
+        int n = N - o0 < WCHUNK ? N - o0 : WCHUNK;
+        qf_cpu_bf16_to_f32(c->wbuf, wh + (size_t)o0 * K, (size_t)n * K);
+        for (int r = 0; r < R; r++) {
+            if (b) memcpy(y + (size_t)r * N + o0, b + o0, (size_t)n * sizeof *y);
+            else memset(y + (size_t)r * N + o0, 0, (size_t)n * sizeof *y);
+        }
+        qf_gemm(1, R, n, K, x, K, c->wbuf, K, 1.0f, y + o0, N);
+    }
+}
+
 /* Core: R rows; row r belongs to sequence seq_of[r] at position pos_of[r].
  * Rows of one sequence are consecutive with increasing positions. x [R, D]
  * holds the input embeddings (positions are added here) and is overwritten. */
@@ -215,35 +288,37 @@ static qf_status decoder_rows(const qf_opt *m, qf_opt_cache *c, float *x, int R,
         const opt_layer *L = &m->layers[l];
         /* x = x + out_proj(attn(q_proj(ln(x)) * scale, k_proj(ln(x)), v_proj(ln(x)))) */
         qf_layernorm(t, x, R, D, L->ln1_w, L->ln1_b, 1e-5f);
-        qf_linear(q, t, R, D, L->q_w, L->q_b, D);
+        lin(c, q, t, R, D, L->q_w, L->q_h, L->q_b, D);
         for (size_t i = 0; i < (size_t)R * D; i++) q[i] *= scale;
         /* keys/values go straight into the cache rows */
         for (int r0 = 0; r0 < R;) {
             int r1 = r0;
             while (r1 < R && seq_of[r1] == seq_of[r0]) r1++;
             int s = seq_of[r0];
-            qf_linear(kv_at(c, c->k, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, L->k_w, L->k_b, D);
-            qf_linear(kv_at(c, c->v, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, L->v_w, L->v_b, D);
+            lin(c, kv_at(c, c->k, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, L->k_w, L->k_h, L->k_b, D);
+            lin(c, kv_at(c, c->v, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, L->v_w, L->v_h, L->v_b, D);
             int Lk = pos_of[r1 - 1] + 1;
             qf_attention(ctx + (size_t)r0 * D, D, q + (size_t)r0 * D, D, kv_at(c, c->k, l, s, 0), D,
                          kv_at(c, c->v, l, s, 0), D, r1 - r0, Lk, H, dh, 1.0f, NULL, 1, pos_of[r0], scores);
             r0 = r1;
         }
-        qf_linear(t, ctx, R, D, L->o_w, L->o_b, D);
+        lin(c, t, ctx, R, D, L->o_w, L->o_h, L->o_b, D);
         qf_add(x, t, (size_t)R * D);
         /* x = x + fc2(relu(fc1(final_layer_norm(x)))) */
         qf_layernorm(t, x, R, D, L->ln2_w, L->ln2_b, 1e-5f);
-        qf_linear(ffn, t, R, D, L->fc1_w, L->fc1_b, F);
+        lin(c, ffn, t, R, D, L->fc1_w, L->fc1_h, L->fc1_b, F);
         qf_relu(ffn, (size_t)R * F);
-        qf_linear(t, ffn, R, F, L->fc2_w, L->fc2_b, D);
+        lin(c, t, ffn, R, F, L->fc2_w, L->fc2_h, L->fc2_b, D);
         qf_add(x, t, (size_t)R * D);
     }
     if (m->fln_w) qf_layernorm(x, x, R, D, m->fln_w, m->fln_b, 1e-5f);
     return QF_OK;
 }
 
-static void lm_head(const qf_opt *m, const float *h, int n, float *logits) {
+static void lm_head(const qf_opt *m, qf_opt_cache *c, const float *h, int n, float *logits) {
     /* logits[n, V] = h[n, D] @ lm_head[V, D]^T */
+    if (m->lm_head_h) { lin(c, logits, h, n, m->cfg.hidden_size, NULL, m->lm_head_h, NULL, m->cfg.vocab_size); return; }
+    if (n <= 4) { qf_cpu_matvec(logits, h, n, m->cfg.hidden_size, m->lm_head, NULL, m->cfg.vocab_size); return; }
     qf_gemm(1, n, m->cfg.vocab_size, m->cfg.hidden_size, h, m->cfg.hidden_size,
             m->lm_head, m->cfg.hidden_size, 0.0f, logits, m->cfg.vocab_size);
 }
@@ -265,8 +340,8 @@ qf_status qf_opt_forward(const qf_opt *m, qf_opt_cache *c, int seq, const float 
     for (int i = 0; i < T; i++) { seq_of[i] = seq; pos_of[i] = c->len[seq] + i; }
     if ((st = decoder_rows(m, c, x, T, seq_of, pos_of))) return st;
     c->len[seq] += T;
-    if (all_logits) lm_head(m, x, T, all_logits);
-    if (logits) lm_head(m, x + (size_t)(T - 1) * c->D, 1, logits);
+    if (all_logits) lm_head(m, c, x, T, all_logits);
+    if (logits) lm_head(m, c, x + (size_t)(T - 1) * c->D, 1, logits);
     return QF_OK;
 }
 
@@ -287,6 +362,6 @@ qf_status qf_opt_decode(const qf_opt *m, qf_opt_cache *c, const int32_t *ids, in
     for (int i = 0; i < n; i++) { seq_of[i] = i; pos_of[i] = c->len[i]; }
     if ((st = decoder_rows(m, c, x, n, seq_of, pos_of))) return st;
     for (int i = 0; i < n; i++) c->len[i]++;
-    lm_head(m, x, n, logits);
+    lm_head(m, c, x, n, logits);
     return QF_OK;
 }

@@ -20,6 +20,14 @@ typedef struct qf_opt_cache qf_opt_cache;
 /* Loads language_projection.* and language_model.* from the opened weights
  * `st` (borrowed: must outlive the qf_opt). */
 qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out);
+/* Same with the decoder's matrices (q/k/v/out projections, fc1, fc2 and
+ * lm_head) held as BF16: used in place when the file stores BF16, else
+ * converted once from float32 (copies owned by the qf_opt). Decoding
+ * streams half the bytes; prefills convert weight rows back to float32 for
+ * the GEMMs; everything else (activations, accumulation, layer norms,
+ * softmax, embeddings, biases) stays float32. Logits differ from the F32
+ * model by the BF16 rounding of the weights (tests/unit/test_kernels_cpu.c). */
+qf_status qf_opt_load_bf16(qf_st *st, const qf_blip2_config *cfg, qf_opt **out);
 void      qf_opt_free(qf_opt *m);
 
 int qf_opt_dim(const qf_opt *m);          /* hidden size (2560)       */

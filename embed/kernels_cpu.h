@@ -1,0 +1,66 @@
+/* kernels_cpu.h - CPU-specific kernels and tuning chosen at run time:
+ * the OpenBLAS core fix-up, vectorised GELU / softmax exponentials, and the
+ * matrix-vector product of the decoder (few rows, weights streamed once).
+ *
+ * Every kernel has a portable C fallback; the AVX-512 / AVX2 bodies are
+ * compiled with __attribute__((target)) and picked by CPUID, so the build
+ * needs no -march flag. Results match the scalar path to float rounding
+ * (libmvec erff/expf are within 4 ulp), not bit for bit. */
+#ifndef QF_KERNELS_CPU_H
+#define QF_KERNELS_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* OpenBLAS 0.3.21 built with DYNAMIC_ARCH does not know recent Intel models
+ * (e.g. family 6 model 207) and falls back to its SSE3 "Prescott" kernels,
+ * 5x slower than its AVX-512 ones. At program start (a constructor, before
+ * main and before any thread) the core is switched to SkylakeX (AVX-512F)
+ * or Haswell (AVX2+FMA) when OpenBLAS chose a pre-AVX2 core on a CPU that
+ * has them, unless OPENBLAS_CORETYPE is set (the user's choice is kept).
+ * Returns OpenBLAS's core name now ("?" when the library has no name). */
+const char *qf_cpu_blas_core(void);
+/* Name of the core OpenBLAS chose on its own before the fix-up ("?" if unknown). */
+const char *qf_cpu_blas_core_initial(void);
+
+/* x = 0.5 x (1 + erf(x / sqrt 2)), in place, n floats. */
+void qf_cpu_gelu(float *x, size_t n);
+
+/* y[r, o] = x[r, :] . W[o, :] + b[o] for r < R, o < N (b may be NULL):
+ * the nn.Linear product for a few rows (R <= 4), parallel over output rows
+ * (OpenMP), each weight row read once for all R rows. W is [N, K] row-major
+ * float32; y is [R, N], x is [R, K]. */
+void qf_cpu_matvec(float *y, const float *x, int R, int K, const float *W, const float *b, int N);
+
+/* BF16 (the upper 16 bits of a float32): conversion with round to nearest
+ * even (NaN kept), and back (exact). */
+void qf_cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+void qf_cpu_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+/* qf_cpu_matvec with BF16 weights W [N, K] (half the bytes to stream);
+ * x, b, y and the accumulation stay float32. */
+void qf_cpu_matvec_bf16(float *y, const float *x, int R, int K, const uint16_t *W, const float *b, int N);
+
+/* Threads the kernels use: OpenBLAS's thread count (openblas_get_num_threads),
+ * so that a caller that set BLAS single-threaded (the indexer: one image per
+ * thread) gets single-threaded kernels too. 1 without OpenBLAS. */
+int qf_cpu_threads(void);
+
+/* Runs fn(ctx, t) for t in [0, n_tasks) on up to n_threads threads (the
+ * caller included; the others are started here and joined before return,
+ * so no idle thread spins against OpenBLAS's pool). Tasks are claimed in
+ * order by an atomic counter; fn must not depend on which thread runs it.
+ * If a thread cannot be started the remaining ones do the work. */
+void qf_cpu_parallel(int n_threads, void (*fn)(void *ctx, int task), void *ctx, int n_tasks);
+
+/* qf_attention (ops.h) with AVX-512: per head, keys transposed once, scores
+ * in 4-row register blocks, softmax with vector expf, probabilities times V;
+ * heads (and 64-row blocks of queries) in parallel on qf_cpu_threads()
+ * threads when the work is large enough. Every output element is computed
+ * by one thread in a fixed order: results do not depend on the thread count.
+ * Returns 0 without touching `out` when the CPU lacks AVX-512F or scratch
+ * memory cannot be allocated (the caller then uses its BLAS path). */
+int qf_cpu_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
+                     const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
+                     float scale, const float *mask, int causal, int pos0);
+
+#endif
