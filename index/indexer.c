@@ -226,7 +226,7 @@ static qf_status reconcile(qf_indexer *ix) {
     }
     qsort(errs, scan.n_errors, sizeof *errs, str_cmp);
     if ((s = qf_store_image_foreach(ix->st, -1, collect, &old))) goto done;
-    qsort(old.rows, old.n, sizeof *old.rows, row_cmp);
+    if (old.n) qsort(old.rows, old.n, sizeof *old.rows, row_cmp);   /* rows is NULL when empty: UB for qsort */
     roots = qf_calloc((size_t)ix->o.n_roots + 1, sizeof *roots);
     if (!roots) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
     for (int i = 0; i < ix->o.n_roots; i++) {

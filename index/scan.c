@@ -108,7 +108,7 @@ static qf_status scan_dir(qf_scan *s, const char *path, int depth) {
         n++;
     }
     closedir(d);
-    if (!st) qsort(names, n, sizeof *names, name_cmp);
+    if (!st && n) qsort(names, n, sizeof *names, name_cmp);   /* names is NULL for an empty folder: UB for qsort */
     size_t plen = strlen(path);
     for (size_t i = 0; i < n && !st; i++) {
         size_t len = plen + 1 + strlen(names[i]) + 1;
@@ -182,7 +182,7 @@ qf_status qf_scan_run(const char *const *roots, int n_roots, qf_scan *out) {
     qf_status st = QF_OK;
     for (int i = 0; i < n_roots && !st; i++) st = scan_path(out, roots[i], 1, 0);
     if (st) { qf_scan_free(out); return st; }
-    qsort(out->files, out->n_files, sizeof *out->files, file_cmp);
+    if (out->n_files) qsort(out->files, out->n_files, sizeof *out->files, file_cmp);   /* NULL when none */
     /* the same file named twice (two roots, list + folder): keep one */
     size_t w = 0;
     for (size_t r = 0; r < out->n_files; r++) {

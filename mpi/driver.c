@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { TAG_RESULT = 11, TAG_WORK = 12, TAG_STOP = 13 };
@@ -154,7 +155,16 @@ static void embed_one(const worker *w, slot *sl, int64_t id, const char *path, q
     char *bytes = NULL, hash[65] = "";
     size_t n = 0;
     qf_img img = { 0 };
-    qf_status s = qf_read_file(path, QF_IMG_DEFAULT_MAX_FILE_BYTES, &bytes, &n);
+    struct stat sb;
+    qf_status s;
+    /* A file swapped for a FIFO since the scan made fopen in qf_read_file
+     * block, and the run hang, for ever: only regular files are read. (A
+     * swap within this window still could; qf_read_file opening with
+     * O_NONBLOCK would close it.) */
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+        s = qf_errorf(QF_ERR_IO, "%s: not a regular file any more (replaced since the scan)", path);
+    else
+        s = qf_read_file(path, QF_IMG_DEFAULT_MAX_FILE_BYTES, &bytes, &n);
     if (!s) {
         qf_store_hash_buf(bytes, n, hash);
         s = qf_img_decode_mem(bytes, n, path, NULL, &img);

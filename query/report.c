@@ -1,45 +1,96 @@
-/* report.c - result rendering (see report.h). JSON through jansson, HTML
+/* report.c - result rendering (see report.h). JSON written here (file
+ * names are bytes, not always UTF-8: see qf_report_json), HTML
  * thumbnails resized with the PIL-exact bicubic resize and encoded with
  * libjpeg-turbo, base64 through OpenSSL's EVP_EncodeBlock. */
 #include "query/report.h"
 
 #include "embed/image.h"
+#include "index/export.h"
 
-#include <jansson.h>
 #include <jpeglib.h>
 #include <math.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A JSON number as jansson writes json_real with JSON_REAL_PRECISION(9):
+ * "%.9g", a ".0" when that looks like an integer, no '+' or leading zeros
+ * in the exponent; null for NaN/inf (jansson refused those: key missing). */
+static void json_number(FILE *f, double v) {
+    char buf[64], out[64];
+    if (!isfinite(v)) { fputs("null", f); return; }
+    snprintf(buf, sizeof buf, "%.9g", v);
+    if (!strpbrk(buf, ".eE")) strcat(buf, ".0");
+    char *e = strchr(buf, 'e');
+    if (e) {
+        size_t n = (size_t)(e - buf) + 1;
+        memcpy(out, buf, n);
+        const char *x = e + 1;
+        if (*x == '+') x++;
+        else if (*x == '-') out[n++] = *x++;
+        while (*x == '0' && x[1]) x++;
+        snprintf(out + n, sizeof out - n, "%s", x);
+        fputs(out, f);
+    } else {
+        fputs(buf, f);
+    }
+}
+
+/* Written by hand, in jansson's JSON_INDENT(2) layout, rather than with
+ * jansson: jansson refuses strings that are not UTF-8 and the key then went
+ * missing from the output (a hit whose file name is b"caf\xe9.png" had no
+ * "path"; a non-UTF-8 query no "query"). Strings go through
+ * qf_export_json_string: undecodable bytes as "\udcXX" (surrogateescape). */
 qf_status qf_report_json(FILE *f, const qf_report_info *info, const qf_hit *hits, int n) {
-    json_t *root = json_object(), *arr = json_array();
-    json_object_set_new(root, "query", json_string(info->query));
+    fputs("{\n  \"query\": ", f);
+    qf_export_json_string(f, info->query ? info->query : "");
+    fputs(",\n  \"results\": [", f);
     for (int i = 0; i < n; i++) {
         const qf_hit *h = &hits[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "rank", json_integer(i + 1));
-        json_object_set_new(o, "id", json_integer(h->id));
-        json_object_set_new(o, "path", json_string(h->path));
-        json_object_set_new(o, "itc", json_real(h->itc));
-        json_object_set_new(o, "itm", h->has_itm ? json_real(h->itm) : json_null());
-        json_object_set_new(o, "score", json_real(h->score));
-        json_object_set_new(o, "caption", h->caption ? json_string(h->caption) : json_null());
-        json_array_append_new(arr, o);
+        fprintf(f, "%s\n    {\n      \"rank\": %d,\n      \"id\": %lld,\n      \"path\": ", i ? "," : "", i + 1,
+                (long long)h->id);
+        qf_export_json_string(f, h->path);
+        fputs(",\n      \"itc\": ", f);
+        json_number(f, h->itc);
+        fputs(",\n      \"itm\": ", f);
+        if (h->has_itm) json_number(f, h->itm);
+        else fputs("null", f);
+        fputs(",\n      \"score\": ", f);
+        json_number(f, h->score);
+        fputs(",\n      \"caption\": ", f);
+        if (h->caption) qf_export_json_string(f, h->caption);
+        else fputs("null", f);
+        fputs("\n    }", f);
     }
-    json_object_set_new(root, "results", arr);
-    if (info->mode) json_object_set_new(root, "mode", json_string(info->mode));
-    if (info->rerank_src) json_object_set_new(root, "rerank_vision", json_string(info->rerank_src));
-    int rc = json_dumpf(root, f, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
-    json_decref(root);
-    if (rc != 0 || fputc('\n', f) == EOF) return qf_errorf(QF_ERR_IO, "cannot write the JSON report");
-    return QF_OK;
+    fputs(n ? "\n  ]" : "]", f);
+    if (info->mode) { fputs(",\n  \"mode\": ", f); qf_export_json_string(f, info->mode); }
+    if (info->rerank_src) { fputs(",\n  \"rerank_vision\": ", f); qf_export_json_string(f, info->rerank_src); }
+    fputs("\n}\n", f);
+    return ferror(f) ? qf_errorf(QF_ERR_IO, "cannot write the JSON report") : QF_OK;
+}
+
+/* Text for a terminal: control characters and bytes that are not UTF-8 as
+ * \xHH, so a hostile file name can neither break a table row (newline)
+ * nor send escape sequences to the terminal. */
+static void put_display(FILE *f, const char *str, size_t len) {
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    while (s < end && *s) {
+        size_t n = qf_export_utf8_len((const char *)s);
+        if (n == 0 || *s < 0x20 || *s == 0x7f || s + n > end) {
+            fprintf(f, "\\x%02x", *s++);
+        } else {
+            fwrite(s, 1, n, f);
+            s += n;
+        }
+    }
 }
 
 qf_status qf_report_table(FILE *f, const qf_report_info *info, const qf_hit *hits, int n) {
     int has_itm = 0, has_cap = 0;
     for (int i = 0; i < n; i++) { has_itm |= hits[i].has_itm; has_cap |= hits[i].caption != NULL; }
-    fprintf(f, "query: %s   (%s%s%s)\n", info->query, info->mode ? info->mode : "exact",
+    fputs("query: ", f);
+    put_display(f, info->query, strlen(info->query));
+    fprintf(f, "   (%s%s%s)\n", info->mode ? info->mode : "exact",
             info->rerank_src ? ", ITM vision features: " : "", info->rerank_src ? info->rerank_src : "");
     fprintf(f, "%4s  %8s  %8s", "rank", "score", "itc");
     if (has_itm) fprintf(f, "  %8s", "itm");
@@ -51,30 +102,41 @@ qf_status qf_report_table(FILE *f, const qf_report_info *info, const qf_hit *hit
             if (h->has_itm) fprintf(f, "  %8.4f", h->itm);
             else fprintf(f, "  %8s", "-");
         }
-        fprintf(f, "  %s\n", h->path);
+        fputs("  ", f);
+        put_display(f, h->path, strlen(h->path));
+        fputc('\n', f);
         if (has_cap && h->caption) {
             /* caption on its own indented line, trimmed */
             const char *c = h->caption;
             while (*c == ' ' || *c == '\n') c++;
             size_t len = strlen(c);
             while (len && (c[len - 1] == '\n' || c[len - 1] == ' ')) len--;
-            fprintf(f, "      \"%.*s\"\n", (int)len, c);
+            fputs("      \"", f);
+            put_display(f, c, len);
+            fputs("\"\n", f);
         }
     }
     if (n == 0) fprintf(f, "(no results)\n");
     return ferror(f) ? qf_errorf(QF_ERR_IO, "cannot write the report") : QF_OK;
 }
 
-static void html_escape(FILE *f, const char *s) {
-    for (; *s; s++) {
-        switch (*s) {
+/* HTML text: markup characters as entities; control characters and bytes
+ * that are not UTF-8 (a file name b"caf\xe9.png") as the visible text \xHH,
+ * so the page stays valid UTF-8 whatever the names. */
+static void html_escape(FILE *f, const char *str) {
+    for (const unsigned char *s = (const unsigned char *)str; *s;) {
+        size_t n = qf_export_utf8_len((const char *)s);
+        switch (n == 1 ? *s : 0) {
         case '&': fputs("&amp;", f); break;
         case '<': fputs("&lt;", f); break;
         case '>': fputs("&gt;", f); break;
         case '"': fputs("&quot;", f); break;
         case '\'': fputs("&#39;", f); break;
-        default: fputc(*s, f);
+        default:
+            if (n == 0 || (*s < 0x20 && *s != '\n' && *s != '\t') || *s == 0x7f) { fprintf(f, "\\x%02x", *s); n = 1; }
+            else fwrite(s, 1, n, f);
         }
+        s += n;
     }
 }
 

@@ -56,9 +56,26 @@ static qf_status vision_of(qf_blip2 *m, qf_blip2_state *bs, qf_store *st, const 
     c->vis = qf_malloc((size_t)Nv * Dv * sizeof *c->vis);
     if (!pix || !c->vis) { qf_free(pix); return qf_errorf(QF_ERR_NOMEM, "out of memory"); }
     s = qf_img_load_pixels(c->img->path, pp, NULL, pix, NULL, NULL, NULL);
+    if (s && s != QF_ERR_NOMEM) {
+        /* the file vanished, became unreadable or was replaced since it was
+         * indexed: this hit gets no ITM score (it failed the whole search) */
+        qf_log(QF_LOG_WARN, "not reranked: %s", qf_last_error());
+        qf_free(pix);
+        qf_free(c->vis);
+        c->vis = NULL;
+        *from_cache = -1;
+        return QF_OK;
+    }
     if (!s) s = qf_blip2_vision(m, bs, pix, c->vis);
     qf_free(pix);
     return s;
+}
+
+/* Reranked hits first (by score), then those that could not be reranked. */
+static int rerank_cmp(const void *a, const void *b) {
+    const cand *x = a, *y = b;
+    if (x->has_itm != y->has_itm) return x->has_itm ? -1 : 1;
+    return cand_cmp(a, b);
 }
 
 qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
@@ -132,29 +149,47 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     if (o->nprobe > 0 && (s = qf_vindex_set_param(vi, "nprobe", o->nprobe))) goto done;
     int exact_flat = !pooled && strstr(factory, "Flat") && !strstr(factory, "IVF") && !strstr(factory, "HNSW");
     int64_t kc = exact_flat ? k : (k * 4 > k + 32 ? k * 4 : k + 32), n_hits = 0;
-    vh = qf_malloc((size_t)kc * sizeof *vh);
-    if (!vh) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-    if ((s = qf_vindex_search_images(vi, n_qv, qv, pooled ? 1 : Q, kc, vh, &n_hits))) goto done;
-
-    /* exact ITC from the stored features; images deleted since the FAISS
-     * file was written are skipped */
-    c = qf_calloc((size_t)(n_hits ? n_hits : 1), sizeof *c);
     feats = qf_malloc((size_t)Q * E * sizeof *feats);
-    if (!c || !feats) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-    for (int64_t i = 0; i < n_hits; i++) {
-        qf_store_image *img = NULL;
-        if ((s = qf_store_image_get(st, vh[i].image_id, &img))) goto done;
-        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
-        if ((s = qf_store_feats_get(st, vh[i].image_id, Q, E, feats))) { qf_free(img); goto done; }
-        float best = -INFINITY;
-        for (int a = 0; a < n_qv; a++) {
-            float sc = qf_blip2_itc_score(feats, Q, qv + (size_t)a * E, E);
-            if (sc > best) best = sc;
+    if (!feats) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    /* exact ITC from the stored features; images deleted or re-queued
+     * (pending) since the FAISS file was written are skipped (also when the
+     * deletion lands between reading the row and its features: that failed
+     * the search with "image N has no stored features"). While an index
+     * run re-embeds changed files, or after a killed run, the file may hold
+     * such images: ask FAISS for more until k usable images are found or it
+     * has no more, so a search still returns k results (it returned fewer). */
+    for (;;) {
+        qf_vindex_hit *nvh = qf_realloc(vh, (size_t)kc * sizeof *vh);
+        if (!nvh) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+        vh = nvh;
+        if ((s = qf_vindex_search_images(vi, n_qv, qv, pooled ? 1 : Q, kc, vh, &n_hits))) goto done;
+        free_cands(c, n_c);
+        n_c = 0;
+        c = qf_calloc((size_t)(n_hits ? n_hits : 1), sizeof *c);
+        if (!c) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+        for (int64_t i = 0; i < n_hits; i++) {
+            qf_store_image *img = NULL;
+            if ((s = qf_store_image_get(st, vh[i].image_id, &img))) goto done;
+            if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
+            s = qf_store_feats_get(st, vh[i].image_id, Q, E, feats);
+            if (s == QF_ERR_MISSING) {     /* deleted by an index run since the row was read */
+                qf_free(img);
+                s = QF_OK;
+                continue;
+            }
+            if (s) { qf_free(img); goto done; }
+            float best = -INFINITY;
+            for (int a = 0; a < n_qv; a++) {
+                float sc = qf_blip2_itc_score(feats, Q, qv + (size_t)a * E, E);
+                if (sc > best) best = sc;
+            }
+            cand *x = &c[n_c++];
+            x->id = vh[i].image_id;
+            x->itc = x->score = best;
+            x->img = img;
         }
-        cand *x = &c[n_c++];
-        x->id = vh[i].image_id;
-        x->itc = x->score = best;
-        x->img = img;
+        if (n_c >= k || n_hits < kc || kc > INT64_MAX / 4) break;   /* enough, or FAISS has no more */
+        kc *= 2;
     }
     qsort(c, (size_t)n_c, sizeof *c, cand_cmp);
     if (n_c > k) {
@@ -169,6 +204,7 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
         for (int i = 0; i < n_rr; i++) {
             int from_cache = 0;
             if ((s = vision_of(m, bs, st, &pp, &c[i], &from_cache))) goto done;
+            if (from_cache < 0) continue;
             from_cache ? cached++ : computed++;
             float lg[2];
             if ((s = qf_blip2_itm(m, bs, c[i].vis, ids, mask, n_tok, lg))) goto done;
@@ -176,7 +212,7 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
             c[i].has_itm = 1;
             c[i].score = c[i].itm + c[i].itc;
         }
-        qsort(c, (size_t)n_rr, sizeof *c, cand_cmp);
+        qsort(c, (size_t)n_rr, sizeof *c, rerank_cmp);
         snprintf(out->rerank_src, sizeof out->rerank_src, "%s",
                  cached && computed ? "cached F16 (some recomputed from the image files)" :
                  cached ? "cached F16 (--keep-vision)" : "recomputed from the image files");
@@ -201,6 +237,22 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
             qf_caption cp;
             if (same_vit && c[i].vis) s = qf_captioner_run_vis(cap, c[i].vis, prompt, &gp, &cp);
             else s = qf_captioner_run_file(cap, c[i].img->path, prompt, &gp, &cp);
+            if (s && s != QF_ERR_NOMEM) {
+                /* a file that vanished or became unreadable since it was
+                 * indexed leaves its caption empty instead of failing the
+                 * whole search; any other failure still fails it */
+                qf_img probe = { 0 };
+                char why[512];
+                snprintf(why, sizeof why, "%s", qf_last_error());
+                qf_status ps = qf_img_load(c[i].img->path, NULL, &probe);
+                qf_img_free(&probe);
+                if (ps && ps != QF_ERR_NOMEM) {
+                    qf_log(QF_LOG_WARN, "not captioned: %s", why);
+                    s = QF_OK;
+                    continue;
+                }
+                qf_errorf(s, "%s", why);
+            }
             if (s) goto done;
             char idbuf[16 * 64 + 8];
             size_t pos = 0;
