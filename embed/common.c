@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char *status_names[QF_STATUS_COUNT] = {
     [QF_OK]              = "ok",
@@ -110,12 +112,19 @@ char *qf_strdup(const char *s) {
 qf_status qf_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len) {
     *out = NULL;
     if (out_len) *out_len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return qf_errorf(QF_ERR_IO, "%s: %s", path, strerror(errno));
+    /* O_NONBLOCK: a FIFO put where a file was must not hang the open; the
+     * fstat below then refuses anything but a regular file */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return qf_errorf(QF_ERR_IO, "%s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return qf_errorf(QF_ERR_IO, "%s: not a regular file", path);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return qf_errorf(QF_ERR_IO, "%s: %s", path, strerror(errno));
     }
     if ((unsigned long long)st.st_size > max_bytes) {
         fclose(f);

@@ -30,6 +30,14 @@
 
 typedef struct { int64_t id; char *path; } queued;
 
+typedef struct {            /* a result waiting for the next checkpoint */
+    int64_t id;
+    int     ok, width, height;
+    char    sha256[65];
+    char   *error;
+    float  *feats, *vis;
+} held_result;
+
 struct qf_indexer {
     qf_index_opts   o;
     qf_store       *st;
@@ -41,7 +49,8 @@ struct qf_indexer {
     int64_t         generation;
     int             in_sync;       /* FAISS file agrees with the store at start */
     int             in_txn;
-    long            since_commit;
+    held_result    *held;          /* results not written yet (flush)          */
+    size_t          n_held, cap_held, held_bytes;
 
     queued         *queue;         /* pending images, id order */
     size_t          n_queue, next;
@@ -94,7 +103,7 @@ static qf_status commit(qf_indexer *ix) {
     if (!ix->in_txn) return QF_OK;
     qf_status s = meta_set_int(ix->st, "generation", ++ix->generation);
     if (!s) s = qf_store_commit(ix->st);
-    if (!s) { ix->in_txn = 0; ix->since_commit = 0; }
+    if (!s) ix->in_txn = 0;
     return s;
 }
 
@@ -103,6 +112,13 @@ static qf_status begin(qf_indexer *ix) {
     qf_status s = qf_store_begin(ix->st);
     if (!s) ix->in_txn = 1;
     return s;
+}
+
+static void held_free(held_result *h) {
+    qf_free(h->error);
+    qf_free(h->feats);
+    qf_free(h->vis);
+    memset(h, 0, sizeof *h);
 }
 
 /* ---- settings: model, factory, layout ----------------------------------- */
@@ -372,6 +388,8 @@ void qf_indexer_close(qf_indexer *ix) {
     qf_store_close(ix->st);
     for (size_t i = 0; i < ix->n_queue; i++) qf_free(ix->queue[i].path);
     qf_free(ix->queue); qf_free(ix->stale); qf_free(ix->fresh); qf_free(ix->per_rank);
+    for (size_t i = 0; i < ix->n_held; i++) held_free(&ix->held[i]);   /* not committed: redone next run */
+    qf_free(ix->held);
     qf_free(ix->faiss_path);
     qf_free(ix);
 }
@@ -394,24 +412,72 @@ void qf_indexer_rank_done(qf_indexer *ix, int rank, int n) {
     if (rank >= 0 && rank < ix->ranks) ix->per_rank[rank] += n;
 }
 
-qf_status qf_indexer_put(qf_indexer *ix, const qf_indexer_result *r) {
-    qf_status s = begin(ix);
-    if (s) return s;
+/* Results are held in memory and written in one short transaction per
+ * checkpoint, so the database's write lock is never held while the ranks
+ * compute (a concurrent `search --caption` can cache its captions). */
+#define HELD_MAX_BYTES ((size_t)64 << 20)
+
+static qf_status write_one(qf_indexer *ix, const held_result *r) {
+    qf_status s;
     if (r->ok) {
         if ((s = qf_store_feats_put(ix->st, r->id, ix->Q, ix->E, r->feats)) ||
             (s = qf_store_image_mark_ok(ix->st, r->id, r->width, r->height)))
             return s;
         if (r->vis && (s = qf_store_vision_put(ix->st, r->id, ix->n_vis, ix->vis_dim, r->vis))) return s;
         if ((s = push_id(&ix->fresh, &ix->n_fresh, &ix->cap_fresh, r->id))) return s;
+    } else if ((s = qf_store_image_mark_error(ix->st, r->id, r->width, r->height, r->error))) {
+        return s;
+    }
+    if (r->sha256[0] && (s = qf_store_image_set_hash(ix->st, r->id, r->sha256))) return s;
+    return QF_OK;
+}
+
+/* Writes the held results in one transaction (bumping the generation). */
+static qf_status flush_held(qf_indexer *ix) {
+    if (!ix->n_held) return QF_OK;
+    qf_status s = begin(ix);
+    for (size_t i = 0; !s && i < ix->n_held; i++) s = write_one(ix, &ix->held[i]);
+    if (!s) s = commit(ix);
+    if (s && ix->in_txn) { qf_store_rollback(ix->st); ix->in_txn = 0; }
+    for (size_t i = 0; i < ix->n_held; i++) held_free(&ix->held[i]);
+    ix->n_held = 0;
+    ix->held_bytes = 0;
+    return s;
+}
+
+qf_status qf_indexer_put(qf_indexer *ix, const qf_indexer_result *r) {
+    if (ix->n_held == ix->cap_held) {
+        size_t cap = ix->cap_held ? 2 * ix->cap_held : 64;
+        held_result *h = qf_realloc(ix->held, cap * sizeof *h);
+        if (!h) return qf_errorf(QF_ERR_NOMEM, "out of memory holding results");
+        ix->held = h;
+        ix->cap_held = cap;
+    }
+    held_result *h = &ix->held[ix->n_held];
+    memset(h, 0, sizeof *h);
+    h->id = r->id;
+    h->ok = r->ok;
+    h->width = r->width;
+    h->height = r->height;
+    snprintf(h->sha256, sizeof h->sha256, "%s", r->sha256 ? r->sha256 : "");
+    size_t nf = (size_t)ix->Q * ix->E, nv = (size_t)ix->n_vis * ix->vis_dim;
+    if (r->ok) {
+        h->feats = qf_malloc(nf * sizeof *h->feats);
+        if (h->feats) memcpy(h->feats, r->feats, nf * sizeof *h->feats);
+        if (r->vis && (h->vis = qf_malloc(nv * sizeof *h->vis))) memcpy(h->vis, r->vis, nv * sizeof *h->vis);
+        if (!h->feats || (r->vis && !h->vis)) { held_free(h); return qf_errorf(QF_ERR_NOMEM, "out of memory holding results"); }
+        ix->held_bytes += (nf + (r->vis ? nv : 0)) * sizeof(float);
         ix->rep.embedded++;
     } else {
-        if ((s = qf_store_image_mark_error(ix->st, r->id, r->width, r->height, r->error))) return s;
+        if (!(h->error = qf_strdup(r->error ? r->error : "unknown error")))
+            return qf_errorf(QF_ERR_NOMEM, "out of memory holding results");
         qf_log(QF_LOG_WARN, "skipped: %s", r->error);
         ix->rep.failed++;
     }
-    if (r->sha256 && r->sha256[0] && (s = qf_store_image_set_hash(ix->st, r->id, r->sha256))) return s;
+    ix->n_held++;
     if (ix->ranks == 1) ix->per_rank[0]++;
-    if (++ix->since_commit >= ix->o.checkpoint && (s = commit(ix))) return s;
+    qf_status s;
+    if ((ix->n_held >= (size_t)ix->o.checkpoint || ix->held_bytes >= HELD_MAX_BYTES) && (s = flush_held(ix))) return s;
     if (ix->o.on_progress) {
         qf_index_progress p = {
             .done = ix->rep.embedded + ix->rep.failed, .total = (long)ix->n_queue, .failed = ix->rep.failed,
@@ -544,7 +610,7 @@ static qf_status update(qf_indexer *ix, qf_vindex *vi) {
 }
 
 qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r) {
-    qf_status s = commit(ix);
+    qf_status s = flush_held(ix);
     if (s) return s;
     qf_vindex *vi = NULL;
     int64_t counts[QF_IMAGE_STATUS_COUNT];
