@@ -18,10 +18,7 @@ tmp = os.path.realpath(os.environ["TMPDIR_QF"]); itm = FIX + "/tiny-blip2-itm"; 
 corpus = tmp + "/corpus"; rng = random.Random(8)
 
 def png(path, w, h):
-    raw = b"".join(b"\0" + rng.randbytes(3 * w) for _ in range(h))
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                           + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
+    open(path, "wb").write(make_png(w, h, rng))
 
 os.makedirs(corpus + "/a"); os.makedirs(corpus + "/b")
 for i in range(40):

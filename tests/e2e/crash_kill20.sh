@@ -22,12 +22,7 @@ print(f"crash_kill20: seed {seed}")
 corpus = tmp + "/corpus"
 
 def png(path, w, h, color_type):
-    ch = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
-    raw = b"".join(b"\0" + rng.randbytes(ch * w) for _ in range(h))
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-    open(path, "wb").write(b"\x89PNG\r\n\x1a\n"
-                           + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0))
-                           + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
+    open(path, "wb").write(make_png(w, h, rng, color_type))
 
 N = 300
 for i in range(N):

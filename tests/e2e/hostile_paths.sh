@@ -20,10 +20,7 @@ rng = random.Random(5)
 fs = os.fsencode
 
 def png_bytes(w, h):
-    raw = b"".join(b"\0" + rng.randbytes(3 * w) for _ in range(h))
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
+    return make_png(w, h, rng)
 
 def put(path, data=None):
     path = fs(path)

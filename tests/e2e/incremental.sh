@@ -15,11 +15,7 @@ tmp = os.environ["TMPDIR_QF"]; itm = FIX + "/tiny-blip2-itm"; src = itm + "/inpu
 corpus = tmp + "/corpus"; os.makedirs(corpus)
 
 def png(path, w, h, seed):
-    rnd = random.Random(seed)
-    raw = b"".join(b"\0" + bytes(rnd.randrange(256) for _ in range(3 * w)) for _ in range(h))
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    open(path, "wb").write(make_png(w, h, random.Random(seed)))
 
 for i in range(24):
     png(f"{corpus}/img{i:02d}.png", 20 + i, 30, i)
@@ -59,9 +55,7 @@ open(corpus + "/truncated.jpg", "wb").write(data[: len(data) // 2])
 open(corpus + "/empty.jpg", "wb").write(b"")
 open(corpus + "/random.png", "wb").write(bytes(random.Random(7).randrange(256) for _ in range(500)))
 open(corpus + "/text.png", "w").write("hello, I am text\n")
-ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
-chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-open(corpus + "/bomb.png", "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+open(corpus + "/bomb.png", "wb").write(png_file(100000, 100000))   # header claims 10 Gpixels
 db = tmp + "/a.db"
 r = index(db)
 check("5 failed and skipped" in r.stdout, "5 bad files reported: " + r.stdout)

@@ -5,6 +5,7 @@ import os
 import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 
@@ -33,6 +34,25 @@ def run(*args, check=True, env=None):
     if check and r.returncode != 0:
         sys.exit(f"qformer {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
     return r
+
+
+def png_chunk(tag, data):
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def png_file(w, h, color_type=2, idat=None):
+    """PNG bytes with the given IHDR; no IDAT when idat is None (a header-only
+    file, e.g. a decompression bomb claiming w x h pixels)."""
+    ihdr = png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0))
+    body = png_chunk(b"IDAT", idat) if idat is not None else b""
+    return b"\x89PNG\r\n\x1a\n" + ihdr + body + png_chunk(b"IEND", b"")
+
+
+def make_png(w, h, rng, color_type=2):
+    """A w x h PNG of random pixels from rng (random.Random)."""
+    ch = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
+    raw = b"".join(b"\0" + rng.randbytes(ch * w) for _ in range(h))
+    return png_file(w, h, color_type, zlib.compress(raw, 1))
 
 
 FAILS = []

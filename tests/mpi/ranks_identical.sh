@@ -13,11 +13,7 @@ from qfcheck import *
 tmp = os.environ["TMPDIR_QF"]; itm = FIX + "/tiny-blip2-itm"
 corpus = tmp + "/corpus"; os.makedirs(corpus + "/b")
 def png(path, w, h, seed):
-    rnd = random.Random(seed)
-    raw = b"".join(b"\0" + bytes(rnd.randrange(256) for _ in range(3 * w)) for _ in range(h))
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    open(path, "wb").write(make_png(w, h, random.Random(seed)))
 for i in range(36):
     png(f"{corpus}/{'b/' if i % 3 == 0 else ''}p{i:02d}.png", 16 + i, 24 + (i % 5), i)
 for f in os.listdir(FIX + "/tiny-blip2-itm/inputs"):
