@@ -81,7 +81,9 @@ static void test_text_itc_itm(void) {
     const qf_st_tensor *ids_t = qf_st_find(ex, "text_input_ids"), *mask_t = qf_st_find(ex, "text_attention_mask");
     CU_ASSERT_FATAL(ids_t && mask_t && ids_t->dtype == QF_DT_I64);
     const int n_txt = (int)ids_t->shape[0], L = (int)ids_t->shape[1];
-    const int64_t *ids = ids_t->data, *mask = mask_t->data;
+    const int64_t *ids = NULL, *mask = NULL;   /* aligned views (the file's I64 spans need not be) */
+    CU_ASSERT_FATAL(qf_st_get_raw(ex, "text_input_ids", QF_DT_I64, 2, ids_t->shape, (const void **)&ids) == QF_OK);
+    CU_ASSERT_FATAL(qf_st_get_raw(ex, "text_attention_mask", QF_DT_I64, 2, mask_t->shape, (const void **)&mask) == QF_OK);
     const int n_img = (int)qf_st_find(ex, "pixel_values")->shape[0];
     int64_t shp_h[] = { n_txt, L, Dq }, shp_tf[] = { n_txt, E }, shp_if[] = { n_img, Q, E };
     int64_t shp_sc[] = { n_img, n_txt }, shp_itm[] = { n_img, n_txt, 2 }, shp_pix[] = { n_img, 3, S, S };

@@ -38,7 +38,9 @@ static const int64_t *gi(const char *name, int *n) {
     if (!t) fprintf(stderr, "missing %s\n", name);
     CU_ASSERT_FATAL(t != NULL && t->dtype == QF_DT_I64);
     *n = (int)t->n_elem;
-    return t->data;
+    const void *p = NULL;   /* aligned view: the file's I64 spans need not be 8-byte aligned */
+    CU_ASSERT_FATAL(qf_st_get_raw(ex, name, QF_DT_I64, t->n_dim, t->shape, &p) == QF_OK);
+    return p;
 }
 
 /* prefix = [language_projection(qformer_out[i]); embed(ids)] */
