@@ -193,6 +193,13 @@ static qf_status png_run(png_job *j) {
      * libpng's default 1e6 x 1e6 cap on each side. */
     png_set_crc_action(j->png, PNG_CRC_DEFAULT, PNG_CRC_ERROR_QUIT);
     png_set_user_limits(j->png, 0x7fffffff, 0x7fffffff);
+    /* Ancillary chunks other than tRNS are ignored anyway (see above): skip
+     * them unparsed. libpng only warns that a chunk is over its 8 MB limit
+     * and then allocates its declared length (up to 2 GB) for text or iCCP
+     * chunks, before finding the data missing; skipped chunks are read
+     * through a small buffer, CRC still checked (fuzz:
+     * tests/fuzz/regress/image/png_huge_itxt_length). */
+    png_set_keep_unknown_chunks(j->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
     png_read_info(j->png, j->info);
 
     png_uint_32 w, h;

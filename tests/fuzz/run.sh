@@ -22,17 +22,19 @@ case "$secs" in ''|*[!0-9]*) echo "usage: run.sh [SECONDS] [HARNESS...]" >&2; ex
 
 bash "$here/build.sh" "$out" || exit 1
 
-# name  max_len  dictionary
-specs="st_header  8192   json
-st_index   4096   json
-config     8192   json
-preproc    2048   json
-image      32768  image
-wordpiece  512    text
-bpe_encode 1024   text
-bpe_decode 1024   -
-bert_load  16384  json
-bpe_load   16384  json"
+# name     max_len  dictionary  malloc limit (MB): one allocation above it is a
+# failure. Small inputs must not make the parsers allocate hundreds of MB; the
+# tokenizer loaders may (ids up to 2^24 size their tables), so theirs is the RSS limit.
+specs="st_header  8192   json   256
+st_index   4096   json   256
+config     8192   json   256
+preproc    2048   json   256
+image      32768  image  256
+wordpiece  512    text   256
+bpe_encode 1024   text   256
+bpe_decode 1024   -      256
+bert_load  16384  json   2048
+bpe_load   16384  json   2048"
 
 if [ $# -gt 0 ]; then wanted=" $* "; else wanted=""; fi
 for w in "$@"; do
@@ -45,7 +47,7 @@ done
 mkdir -p "$work/artifacts" "$work/logs"
 failed=()
 summary=()
-while read -r name max_len dict; do
+while read -r name max_len dict malloc_mb; do
     [ -z "$wanted" ] || [[ "$wanted" == *" $name "* ]] || continue
     bin="$out/fuzz_$name"
     corpus="$work/corpus/$name"
@@ -53,7 +55,7 @@ while read -r name max_len dict; do
     mkdir -p "$corpus"
     dirs=("$corpus" "$here/corpus/$name")
     [ -d "$here/regress/$name" ] && dirs+=("$here/regress/$name")
-    args=(-max_total_time="$secs" -max_len="$max_len" -rss_limit_mb=2048 -timeout=30
+    args=(-max_total_time="$secs" -max_len="$max_len" -rss_limit_mb=2048 -malloc_limit_mb="$malloc_mb" -timeout=30
           -print_final_stats=1 -artifact_prefix="$work/artifacts/$name-")
     [ "$dict" != - ] && args+=(-dict="$here/dict/$dict.dict")
     # shellcheck disable=SC2206
