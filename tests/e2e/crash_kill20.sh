@@ -71,9 +71,12 @@ t_start = time.monotonic() - t0                   # start-up + finish, no work
 rate = N / max(t_clean - t_start, 1e-3)            # images/s
 print(f"crash_kill20: clean run {t_clean:.2f} s, no-op run {t_start:.2f} s, {rate:.0f} images/s")
 
-db = tmp + "/k.db"
+# a run that completes starts the next kills on a fresh database, so every
+# kill lands in a run with work to do (a loaded machine finishes runs early)
+dbs = [tmp + "/k0.db"]
 phases = []
 for k in range(20):
+    db = dbs[-1]
     before = done_count(db)
     left = N + 2 - before
     # uniform over a window that covers ~1/15 of the corpus on average, so the
@@ -91,6 +94,8 @@ for k in range(20):
         check(p.returncode == 0, f"kill {k}: run ended on its own with {p.returncode}: {err.decode(errors='replace')}")
     after = done_count(db)
     phases.append((round(delay, 3), batch, ckpt, before, after, "exited" if exited else "killed"))
+    if exited and after == N + 2:
+        dbs.append(f"{tmp}/k{len(dbs)}.db")
     if os.path.exists(db):
         integrity(db, f"after kill {k}")
         # readers are never stuck with a torn index: search answers (or, before
@@ -109,32 +114,33 @@ for ph in phases:
 check(sum(1 for ph in phases if ph[5] == "killed") >= 12, "most kills hit a running process")
 check(any(0 < ph[4] < N + 2 for ph in phases), "some kill fell in the middle of the embedding")
 
-# the final, complete run and a no-op re-run; a kill while the FAISS file is
-# written leaves its temporary file: plant one in case no kill hit that window
-open(db + ".faiss.tmp.999999", "wb").write(b"torn")
-r = run("index", "--model", itm, "--db", db, "--quiet", corpus)
-check(f"the index holds {N} images" in r.stdout, "final run: " + r.stdout)
-r = run("index", "--model", itm, "--db", db, "--quiet", corpus)
-check("indexed 0 images" in r.stdout and f"{N + 2} unchanged" in r.stdout, "nothing left to do: " + r.stdout)
-
-fa, ia, ra = export(db, "killed")
 fb, ib, rb = ref
-check(np.array_equal(ia, ib), "ids equal a clean run's")
-check(fa.dtype == fb.dtype and fa.shape == fb.shape and fa.tobytes() == fb.tobytes(),
-      "features equal a clean run's bit for bit")
-check([(r["id"], r["path"], r["status"], r["width"], r["height"], r["row"]) for r in ra] ==
-      [(r["id"], r["path"], r["status"], r["width"], r["height"], r["row"]) for r in rb], "images.jsonl rows")
-check(len(ra) == N + 2 and sum(r["status"] == "error" for r in ra) == 2, "2 bad files recorded once")
-check(len(set(ia.tolist())) == len(ia), "no duplicate ids")
-integrity(db, "final")
-r = run("info", "--db", db, "--check", check=False)
-check(r.returncode == 0 and "0 problem" in r.stdout, "info --check: " + r.stdout + r.stderr)
-# search results equal the clean index's (same FAISS content)
-for q in ("a photo", "red"):
-    a = json.loads(run("search", "--db", db, "-k", "10", "--format", "json", "--", q).stdout)
-    b = json.loads(run("search", "--db", clean, "-k", "10", "--format", "json", "--", q).stdout)
-    check(a["results"] == b["results"], f"search '{q}' equals the clean index's")
-left = [p for p in glob.glob(tmp + "/k.db*") if ".tmp" in p]
+for db in dbs:
+    # the final, complete run and a no-op re-run; a kill while the FAISS file is
+    # written leaves its temporary file: plant one in case no kill hit that window
+    open(db + ".faiss.tmp.999999", "wb").write(b"torn")
+    r = run("index", "--model", itm, "--db", db, "--quiet", corpus)
+    check(f"the index holds {N} images" in r.stdout, "final run: " + r.stdout)
+    r = run("index", "--model", itm, "--db", db, "--quiet", corpus)
+    check("indexed 0 images" in r.stdout and f"{N + 2} unchanged" in r.stdout, "nothing left to do: " + r.stdout)
+
+    fa, ia, ra = export(db, "killed" + os.path.basename(db))
+    check(np.array_equal(ia, ib), "ids equal a clean run's")
+    check(fa.dtype == fb.dtype and fa.shape == fb.shape and fa.tobytes() == fb.tobytes(),
+          "features equal a clean run's bit for bit")
+    check([(r["id"], r["path"], r["status"], r["width"], r["height"], r["row"]) for r in ra] ==
+          [(r["id"], r["path"], r["status"], r["width"], r["height"], r["row"]) for r in rb], "images.jsonl rows")
+    check(len(ra) == N + 2 and sum(r["status"] == "error" for r in ra) == 2, "2 bad files recorded once")
+    check(len(set(ia.tolist())) == len(ia), "no duplicate ids")
+    integrity(db, "final")
+    r = run("info", "--db", db, "--check", check=False)
+    check(r.returncode == 0 and "0 problem" in r.stdout, "info --check: " + r.stdout + r.stderr)
+    # search results equal the clean index's (same FAISS content)
+    for q in ("a photo", "red"):
+        a = json.loads(run("search", "--db", db, "-k", "10", "--format", "json", "--", q).stdout)
+        b = json.loads(run("search", "--db", clean, "-k", "10", "--format", "json", "--", q).stdout)
+        check(a["results"] == b["results"], f"search '{q}' equals the clean index's")
+left = [p for p in glob.glob(tmp + "/k*.db*") if ".tmp" in p]
 check(not left, f"no temporary files left behind: {left}")
 done("crash_kill20")
 PY
