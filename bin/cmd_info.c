@@ -120,13 +120,6 @@ static const char *human(double v, char *buf, size_t cap) {
     return buf;
 }
 
-static const char *human_bytes(double v, char *buf, size_t cap) {
-    if (v >= 1 << 30)      snprintf(buf, cap, "%.2f GiB", v / (1 << 30));
-    else if (v >= 1 << 20) snprintf(buf, cap, "%.1f MiB", v / (1 << 20));
-    else if (v >= 1 << 10) snprintf(buf, cap, "%.1f KiB", v / (1 << 10));
-    else                   snprintf(buf, cap, "%.0f B", v);
-    return buf;
-}
 
 static void print_text(const char *dir, const qf_blip2_config *c, int retrieval,
                        const model_stats *ms, const char *fp) {
@@ -166,10 +159,10 @@ static void print_text(const char *dir, const qf_blip2_config *c, int retrieval,
                    human((double)ms->dtype_params[d], h, sizeof h));
     printf("\n");
     printf("files         %zu, %" PRIu64 " bytes of tensor data (%s)\n", ms->n_files,
-           ms->tensor_bytes, human_bytes((double)ms->tensor_bytes, h, sizeof h));
+           ms->tensor_bytes, qf_format_bytes((double)ms->tensor_bytes, h, sizeof h));
     for (size_t f = 0; f < ms->n_files; f++)
         printf("  %-60s %13" PRId64 "  %s\n", ms->file[f], ms->file_bytes[f],
-               human_bytes((double)ms->file_bytes[f], h, sizeof h));
+               qf_format_bytes((double)ms->file_bytes[f], h, sizeof h));
     printf("fingerprint   %s\n", fp);
 }
 
@@ -333,8 +326,8 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
            d.pooled ? "pooled (approximate)" : "exact multi-vector", d.pooled ? 1 : d.n_query, d.dim);
     printf("  vectors      %lld in %s%s\n", (long long)d.faiss_ntotal, d.index_file,
            d.faiss_generation == d.generation ? "" : " (out of step: the next index run rebuilds it)");
-    printf("  on disk      database %s, vector index %s\n", human_bytes((double)d.db_bytes, b1, sizeof b1),
-           d.faiss_bytes >= 0 ? human_bytes((double)d.faiss_bytes, b2, sizeof b2) : "none");
+    printf("  on disk      database %s, vector index %s\n", qf_format_bytes((double)d.db_bytes, b1, sizeof b1),
+           d.faiss_bytes >= 0 ? qf_format_bytes((double)d.faiss_bytes, b2, sizeof b2) : "none");
     printf("  schema       version %d\n", d.schema_version);
     if (d.counts[QF_IMAGE_ERROR])
         printf("  `qformer info --db %s --failures` lists the failed files\n", db_path);

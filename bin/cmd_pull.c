@@ -49,14 +49,6 @@ typedef struct {
     int  bar_open;    /* a bar line is on screen without its newline */
 } view;
 
-static const char *mb(double bytes, char *buf, size_t n) {
-    if (bytes >= 1e9)      snprintf(buf, n, "%.2f GB", bytes / 1e9);
-    else if (bytes >= 1e6) snprintf(buf, n, "%.1f MB", bytes / 1e6);
-    else if (bytes >= 1e3) snprintf(buf, n, "%.1f kB", bytes / 1e3);
-    else                   snprintf(buf, n, "%.0f B", bytes);
-    return buf;
-}
-
 static const char *clock_str(double s, char *buf, size_t n) {
     if (s < 0) { snprintf(buf, n, "--:--"); return buf; }
     long t = (long)(s + 0.5);
@@ -80,12 +72,12 @@ static void draw_bar(view *v, const qf_hub_progress *p, int final) {
     double frac = p->total > 0 ? (double)p->done / (double)p->total : final;
     if (frac > 1) frac = 1;
     sp[0] = 0;
-    if (p->bytes_per_s > 0) snprintf(sp, sizeof sp, "  %s/s", mb(p->bytes_per_s, a, sizeof a));
+    if (p->bytes_per_s > 0) snprintf(sp, sizeof sp, "  %s/s", qf_format_bytes(p->bytes_per_s, a, sizeof a));
     if (final)
-        snprintf(tail, sizeof tail, "%s%s  done", mb((double)p->done, b, sizeof b), sp);
+        snprintf(tail, sizeof tail, "%s%s  done", qf_format_bytes((double)p->done, b, sizeof b), sp);
     else
-        snprintf(tail, sizeof tail, "%s / %s%s  ETA %s", mb((double)p->done, a, sizeof a),
-                 p->total >= 0 ? mb((double)p->total, b, sizeof b) : "?", sp,
+        snprintf(tail, sizeof tail, "%s / %s%s  ETA %s", qf_format_bytes((double)p->done, a, sizeof a),
+                 p->total >= 0 ? qf_format_bytes((double)p->total, b, sizeof b) : "?", sp,
                  clock_str(p->eta_s, eta, sizeof eta));
     int width = term_width() - 1;
     int name_w = width - 9 - TAIL_W - 20;            /* "  100% [" + "] " = 9, bar 20 */
@@ -117,28 +109,28 @@ static void on_progress(const qf_hub_progress *p, void *user) {
     if (v->quiet) return;
     switch (p->event) {
     case QF_HUB_EV_LISTED:
-        fprintf(stderr, "%d files, %s\n", p->count, mb((double)p->all_total, a, sizeof a));
+        fprintf(stderr, "%d files, %s\n", p->count, qf_format_bytes((double)p->all_total, a, sizeof a));
         break;
     case QF_HUB_EV_SKIP:
         end_bar(v);
         fprintf(stderr, "[%d/%d] %s: already present (%s)\n", p->index + 1, p->count, p->file,
-                mb((double)p->done, a, sizeof a));
+                qf_format_bytes((double)p->done, a, sizeof a));
         break;
     case QF_HUB_EV_START:
         if (v->tty) {
             if (p->resumed_from > 0) {
                 end_bar(v);
                 fprintf(stderr, "[%d/%d] %s: resuming at %s\n", p->index + 1, p->count, p->file,
-                        mb((double)p->resumed_from, a, sizeof a));
+                        qf_format_bytes((double)p->resumed_from, a, sizeof a));
             }
             draw_bar(v, p, 0);
         } else if (p->resumed_from > 0) {
             fprintf(stderr, "[%d/%d] %s: resuming at %s of %s\n", p->index + 1, p->count, p->file,
-                    mb((double)p->resumed_from, a, sizeof a),
-                    p->total >= 0 ? mb((double)p->total, b, sizeof b) : "?");
+                    qf_format_bytes((double)p->resumed_from, a, sizeof a),
+                    p->total >= 0 ? qf_format_bytes((double)p->total, b, sizeof b) : "?");
         } else {
             fprintf(stderr, "[%d/%d] %s: downloading %s\n", p->index + 1, p->count, p->file,
-                    p->total >= 0 ? mb((double)p->total, b, sizeof b) : "(size unknown)");
+                    p->total >= 0 ? qf_format_bytes((double)p->total, b, sizeof b) : "(size unknown)");
         }
         break;
     case QF_HUB_EV_PROGRESS:
@@ -148,13 +140,13 @@ static void on_progress(const qf_hub_progress *p, void *user) {
         if (v->tty) draw_bar(v, p, 1);
         else
             fprintf(stderr, "[%d/%d] %s: done, %s%s%s%s\n", p->index + 1, p->count, p->file,
-                    mb((double)p->done, a, sizeof a), p->bytes_per_s > 0 ? " at " : "",
-                    p->bytes_per_s > 0 ? mb(p->bytes_per_s, c, sizeof c) : "", p->bytes_per_s > 0 ? "/s" : "");
+                    qf_format_bytes((double)p->done, a, sizeof a), p->bytes_per_s > 0 ? " at " : "",
+                    p->bytes_per_s > 0 ? qf_format_bytes(p->bytes_per_s, c, sizeof c) : "", p->bytes_per_s > 0 ? "/s" : "");
         break;
     case QF_HUB_EV_RETRY:
         end_bar(v);
         fprintf(stderr, "[%d/%d] %s: interrupted at %s (%s), retrying\n", p->index + 1, p->count, p->file,
-                mb((double)p->done, a, sizeof a), p->message ? p->message : "?");
+                qf_format_bytes((double)p->done, a, sizeof a), p->message ? p->message : "?");
         break;
     }
 }

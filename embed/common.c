@@ -149,6 +149,14 @@ qf_status qf_read_file(const char *path, size_t max_bytes, char **out, size_t *o
     return QF_OK;
 }
 
+const char *qf_format_bytes(double v, char *buf, size_t cap) {
+    if (v >= 1e9)      snprintf(buf, cap, "%.2f GB", v / 1e9);
+    else if (v >= 1e6) snprintf(buf, cap, "%.1f MB", v / 1e6);
+    else if (v >= 1e3) snprintf(buf, cap, "%.1f kB", v / 1e3);
+    else               snprintf(buf, cap, "%.0f B", v);
+    return buf;
+}
+
 void qf_assert_fail(const char *expr, const char *file, int line) {
     fprintf(stderr, "qformer: internal error: %s:%d: assertion '%s' failed\n", file, line, expr);
     abort();

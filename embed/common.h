@@ -66,6 +66,10 @@ void qf_alloc_fail_after(long n);
  * qf_free). Refuses files larger than max_bytes with QF_ERR_LIMIT. */
 qf_status qf_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);
 
+/* "1.50 GB", "12.3 MB", "4.1 kB", "17 B": a byte count in decimal units, as
+ * download tools and `df -H` print them. Returns buf. */
+const char *qf_format_bytes(double bytes, char *buf, size_t cap);
+
 /* Always-on assertion for broken internal contracts (never for bad input). */
 #define QF_ASSERT(x) do { if (!(x)) qf_assert_fail(#x, __FILE__, __LINE__); } while (0)
 void qf_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));

@@ -88,15 +88,6 @@ static qf_status make_dirs(const char *path) {
     return QF_OK;
 }
 
-/* "1.5 GB" style, decimal units as download tools print them. */
-static const char *human(double v, char *buf, size_t cap) {
-    if (v >= 1e9)      snprintf(buf, cap, "%.2f GB", v / 1e9);
-    else if (v >= 1e6) snprintf(buf, cap, "%.1f MB", v / 1e6);
-    else if (v >= 1e3) snprintf(buf, cap, "%.1f kB", v / 1e3);
-    else               snprintf(buf, cap, "%.0f B", v);
-    return buf;
-}
-
 /* Percent-encodes everything but unreserved characters (and '/' if keep_slash). */
 static qf_status url_quote(const char *s, int keep_slash, char *out, size_t n) {
     static const char hex[] = "0123456789ABCDEF";
@@ -779,8 +770,8 @@ static qf_status fetch_file(hub *h, const qf_hub_options *opt, const remote_file
         if (attempt >= opt->retries) {
             char a[32], b[32];
             s = qf_errorf(QF_ERR_IO, "%s: download interrupted at %s of %s (%s); the part is kept in %s: "
-                          "run the same command again to resume", f->name, human((double)x.have, a, sizeof a),
-                          f->size >= 0 ? human((double)f->size, b, sizeof b) : "?", why, part);
+                          "run the same command again to resume", f->name, qf_format_bytes((double)x.have, a, sizeof a),
+                          f->size >= 0 ? qf_format_bytes((double)f->size, b, sizeof b) : "?", why, part);
             goto fail;
         }
         p->done = x.have;
@@ -927,7 +918,7 @@ qf_status qf_hub_pull(const char *repo_id, const qf_hub_options *opt_in, char *o
             char a[32], b[32];
             s = qf_errorf(QF_ERR_IO, "not enough disk space in %s: %s to download, %s free "
                           "(set QF_CACHE or use --dir to put the model elsewhere)",
-                          dir, human((double)need, a, sizeof a), human(avail, b, sizeof b));
+                          dir, qf_format_bytes((double)need, a, sizeof a), qf_format_bytes(avail, b, sizeof b));
             goto fail;
         }
     }
