@@ -80,6 +80,14 @@ run("index", "--model", itm, "--db", dbp, "--pooled", "--quiet", tmp + "/corpus"
 out = json.loads(run("search", "--db", dbp, "-k", "6", "--format", "json", "--", texts[0]).stdout)
 check("approximate" in out.get("mode", ""), "pooled labelled approximate")
 check(all(abs(x["itc"] - float(itc[paths.index(x["path"]), 0])) <= 1e-5 for x in out["results"]), "pooled: exact itc")
+# --keep-vision: rerank reads the F16 vision cache (said in the output); ITM within F16 error
+dbv = tmp + "/v.db"
+run("index", "--model", itm, "--db", dbv, "--keep-vision", "--quiet", tmp + "/corpus")
+out = json.loads(run("search", "--db", dbv, "-k", "6", "--rerank", "6", "--format", "json", "--", texts[0]).stdout)
+check("cached" in out.get("rerank_vision", ""), "rerank from the vision cache: " + out.get("rerank_vision", ""))
+for x in out["results"]:
+    i = paths.index(x["path"])
+    check(abs(x["itm"] - float(itm_l[i, 0, 1])) <= 2e-2, f"cached-vision itm of {x['path']}: {x['itm']} vs {itm_l[i, 0, 1]}")
 # info --db
 r = run("info", "--db", db)
 check("6" in r.stdout and "Flat" in r.stdout, "info --db:\n" + r.stdout)
