@@ -30,7 +30,9 @@ prefix="${QF_FAISS_C_PREFIX:-$here/third_party/faiss_c}"
 # NDEBUG: the C API otherwise prints every caught FAISS exception to stderr;
 # qformer reports them itself through faiss_get_last_error.
 cxxflags="-std=c++17 -O2 -fPIC -fopenmp -DNDEBUG"
-if [ -f "$prefix/lib/libfaiss_c.a" ] && [ "$(cat "$prefix/lib/build-flags" 2>/dev/null)" = "$cxxflags" ]; then
+# what the library holds: bump when the set of compiled sources changes
+stamp="$cxxflags; c_api impl utils"
+if [ -f "$prefix/lib/libfaiss_c.a" ] && [ "$(cat "$prefix/lib/build-flags" 2>/dev/null)" = "$stamp" ]; then
   echo "setup: FAISS C API already built in $prefix"
   exit 0
 fi
@@ -56,7 +58,7 @@ mkdir -p "$work/src"
 tar -xf "$tarball" -C "$work/src" --strip-components=1
 mkdir -p "$prefix/lib" "$work/obj"
 echo "setup: compiling FAISS C API"
-for f in "$work"/src/c_api/*.cpp "$work"/src/c_api/impl/*.cpp; do
+for f in "$work"/src/c_api/*.cpp "$work"/src/c_api/impl/*.cpp "$work"/src/c_api/utils/*.cpp; do
   [ -f "$f" ] || continue
   case "$f" in *gpu*) continue;; esac
   # shellcheck disable=SC2086
@@ -66,5 +68,5 @@ done
 wait
 rm -f "$prefix/lib/libfaiss_c.a"
 ar rcs "$prefix/lib/libfaiss_c.a" "$work"/obj/*.o
-echo "$cxxflags" > "$prefix/lib/build-flags"
+echo "$stamp" > "$prefix/lib/build-flags"
 echo "setup: FAISS C API -> $prefix/lib/libfaiss_c.a"
