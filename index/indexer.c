@@ -53,7 +53,7 @@ struct qf_indexer {
     size_t          n_held, cap_held, held_bytes;
 
     queued         *queue;         /* pending images, id order */
-    size_t          n_queue, next;
+    size_t          n_queue, cap_queue, next;
     int64_t        *stale;         /* images whose old vectors must leave FAISS */
     size_t          n_stale, cap_stale;
     int64_t        *fresh;         /* images that became ok this run           */
@@ -71,16 +71,22 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static qf_status push_id(int64_t **arr, size_t *n, size_t *cap, int64_t id) {
-    if (*n == *cap) {
-        size_t c = *cap ? 2 * *cap : 256;
-        int64_t *a = qf_realloc(*arr, c * sizeof *a);
-        if (!a) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-        *arr = a;
-        *cap = c;
-    }
-    (*arr)[(*n)++] = id;
+/* Room for element n in the array at *(void **)arr of *cap elements of
+ * `elem` bytes, doubling when full. */
+static qf_status reserve(void *arr, size_t *cap, size_t n, size_t elem) {
+    if (n < *cap) return QF_OK;
+    size_t c = *cap ? 2 * *cap : 256;
+    void *a = qf_realloc(*(void **)arr, c * elem);
+    if (!a) return qf_errorf(QF_ERR_NOMEM, "out of memory (%zu entries)", c);
+    *(void **)arr = a;
+    *cap = c;
     return QF_OK;
+}
+
+static qf_status push_id(int64_t **arr, size_t *n, size_t *cap, int64_t id) {
+    qf_status s = reserve(arr, cap, *n, sizeof **arr);
+    if (!s) (*arr)[(*n)++] = id;
+    return s;
 }
 
 static qf_status meta_int(qf_store *st, const char *key, int64_t def, int64_t *out) {
@@ -170,13 +176,8 @@ typedef struct {
 
 static qf_status collect(const qf_store_image *img, void *user) {
     image_list *l = user;
-    if (l->n == l->cap) {
-        size_t c = l->cap ? 2 * l->cap : 256;
-        qf_store_image *r = qf_realloc(l->rows, c * sizeof *r);
-        if (!r) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-        l->rows = r;
-        l->cap = c;
-    }
+    qf_status s = reserve(&l->rows, &l->cap, l->n, sizeof *l->rows);
+    if (s) return s;
     qf_store_image *d = &l->rows[l->n];
     *d = *img;
     d->path = qf_strdup(img->path);
@@ -300,11 +301,8 @@ done:
 
 static qf_status enqueue(const qf_store_image *img, void *user) {
     qf_indexer *ix = user;
-    if (ix->n_queue % 1024 == 0) {
-        queued *q = qf_realloc(ix->queue, (ix->n_queue + 1024) * sizeof *q);
-        if (!q) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-        ix->queue = q;
-    }
+    qf_status s = reserve(&ix->queue, &ix->cap_queue, ix->n_queue, sizeof *ix->queue);
+    if (s) return s;
     queued *q = &ix->queue[ix->n_queue];
     q->id = img->id;
     q->path = qf_strdup(img->path);
@@ -446,13 +444,8 @@ static qf_status flush_held(qf_indexer *ix) {
 }
 
 qf_status qf_indexer_put(qf_indexer *ix, const qf_indexer_result *r) {
-    if (ix->n_held == ix->cap_held) {
-        size_t cap = ix->cap_held ? 2 * ix->cap_held : 64;
-        held_result *h = qf_realloc(ix->held, cap * sizeof *h);
-        if (!h) return qf_errorf(QF_ERR_NOMEM, "out of memory holding results");
-        ix->held = h;
-        ix->cap_held = cap;
-    }
+    qf_status s = reserve(&ix->held, &ix->cap_held, ix->n_held, sizeof *ix->held);
+    if (s) return s;
     held_result *h = &ix->held[ix->n_held];
     memset(h, 0, sizeof *h);
     h->id = r->id;
@@ -476,7 +469,6 @@ qf_status qf_indexer_put(qf_indexer *ix, const qf_indexer_result *r) {
     }
     ix->n_held++;
     if (ix->ranks == 1) ix->per_rank[0]++;
-    qf_status s;
     if ((ix->n_held >= (size_t)ix->o.checkpoint || ix->held_bytes >= HELD_MAX_BYTES) && (s = flush_held(ix))) return s;
     if (ix->o.on_progress) {
         qf_index_progress p = {

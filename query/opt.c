@@ -323,19 +323,28 @@ static void lm_head(const qf_opt *m, qf_opt_cache *c, const float *h, int n, flo
             m->lm_head, m->cfg.hidden_size, 0.0f, logits, m->cfg.vocab_size);
 }
 
+/* Resets the arena and takes a pass's row buffers: x [R, D] and, per row,
+ * its sequence and position (ints, in float-sized arena slots). */
+static qf_status rows_alloc(qf_opt_cache *c, int R, float **x, int **seq_of, int **pos_of) {
+    _Static_assert(sizeof(int) == sizeof(float), "int rows share the float arena");
+    qf_arena_reset(&c->arena);
+    qf_status st;
+    if ((st = qf_arena_floats(&c->arena, (size_t)R * c->D, x)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)R, (float **)seq_of)) ||
+        (st = qf_arena_floats(&c->arena, (size_t)R, (float **)pos_of)))
+        return st;
+    return QF_OK;
+}
+
 qf_status qf_opt_forward(const qf_opt *m, qf_opt_cache *c, int seq, const float *embeds, int T,
                          float *logits, float *all_logits) {
     if (seq < 0 || seq >= c->n_seq) return qf_errorf(QF_ERR_ARG, "sequence %d outside the cache", seq);
     if (c->len[seq] + T > c->max_len)
         return qf_errorf(QF_ERR_LIMIT, "sequence of %d positions exceeds the cache's %d", c->len[seq] + T, c->max_len);
-    qf_arena_reset(&c->arena);
-    qf_status st;
     float *x;
-    int *seq_of = NULL, *pos_of = NULL;
-    if ((st = qf_arena_floats(&c->arena, (size_t)T * c->D, &x)) ||
-        (st = qf_arena_floats(&c->arena, (size_t)T, (float **)&seq_of)) ||
-        (st = qf_arena_floats(&c->arena, (size_t)T, (float **)&pos_of)))
-        return st;
+    int *seq_of, *pos_of;
+    qf_status st = rows_alloc(c, T, &x, &seq_of, &pos_of);
+    if (st) return st;
     memcpy(x, embeds, (size_t)T * c->D * sizeof *x);
     for (int i = 0; i < T; i++) { seq_of[i] = seq; pos_of[i] = c->len[seq] + i; }
     if ((st = decoder_rows(m, c, x, T, seq_of, pos_of))) return st;
@@ -350,14 +359,10 @@ qf_status qf_opt_decode(const qf_opt *m, qf_opt_cache *c, const int32_t *ids, in
     for (int i = 0; i < n; i++)
         if (c->len[i] + 1 > c->max_len)
             return qf_errorf(QF_ERR_LIMIT, "sequence %d is full (%d positions)", i, c->max_len);
-    qf_arena_reset(&c->arena);
-    qf_status st;
     float *x;
-    int *seq_of = NULL, *pos_of = NULL;
-    if ((st = qf_arena_floats(&c->arena, (size_t)n * c->D, &x)) ||
-        (st = qf_arena_floats(&c->arena, (size_t)n, (float **)&seq_of)) ||
-        (st = qf_arena_floats(&c->arena, (size_t)n, (float **)&pos_of)))
-        return st;
+    int *seq_of, *pos_of;
+    qf_status st = rows_alloc(c, n, &x, &seq_of, &pos_of);
+    if (st) return st;
     if ((st = qf_opt_embed(m, ids, n, x))) return st;
     for (int i = 0; i < n; i++) { seq_of[i] = i; pos_of[i] = c->len[i]; }
     if ((st = decoder_rows(m, c, x, n, seq_of, pos_of))) return st;
