@@ -151,13 +151,11 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     int64_t kc = exact_flat ? k : (k * 4 > k + 32 ? k * 4 : k + 32), n_hits = 0;
     feats = qf_malloc((size_t)Q * E * sizeof *feats);
     if (!feats) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-    /* exact ITC from the stored features; images deleted or re-queued
-     * (pending) since the FAISS file was written are skipped (also when the
-     * deletion lands between reading the row and its features: that failed
-     * the search with "image N has no stored features"). While an index
-     * run re-embeds changed files, or after a killed run, the file may hold
-     * such images: ask FAISS for more until k usable images are found or it
-     * has no more, so a search still returns k results (it returned fewer). */
+    /* Exact ITC from the stored features. Images deleted or re-queued since
+     * the FAISS file was written (during an index run, or after a killed
+     * one) are skipped, even when the deletion lands between reading the
+     * row and its features; FAISS is asked for more until k usable images
+     * are found or it has no more. */
     for (;;) {
         qf_vindex_hit *nvh = qf_realloc(vh, (size_t)kc * sizeof *vh);
         if (!nvh) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
