@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 static const char usage_text[] =
-    "usage: qformer bench [--threads N] [--dtype f32|bf16] [--only embed|text|itm|opt]\n"
+    "usage: qformer bench [--threads N] [--dtype f32|bf16|int8] [--only embed|text|itm|opt]\n"
     "                     [--repeat R] [--decode-tokens N] [--format text|json]\n"
     "\n"
     "Times the full-size BLIP-2 models on random weights built in memory:\n"
@@ -37,7 +37,9 @@ static const char usage_text[] =
     "  image_cpu_s    CPU seconds (all threads) per image: steadier than image_s on a shared machine\n"
     "  peak_rss_mb    peak resident memory of the process\n"
     "  gflops         achieved GFLOP/s of the image embedding\n"
-    "--dtype bf16 holds OPT's matrices in BF16 (the vision side stays f32).\n"
+    "--dtype bf16 / int8 holds OPT's matrices in BF16 / int8 (W8A8, per-row scales;\n"
+    "the vision side stays f32). int8 is built from BF16 weights, so its peak_rss_mb\n"
+    "includes those ~5.4 GB.\n"
     "Parts not run are null. Each figure is the median of R timed runs (default 3)\n"
     "after one warm-up. --threads sets the BLAS and OpenMP threads (default: all cores).\n"
     "Memory: ~5 GB for embed/text/itm, ~11 GB more for opt in f32 (~5.5 GB in bf16);\n"
@@ -396,9 +398,9 @@ done:
     return s;
 }
 
-static qf_status bench_opt(int repeat, int n_decode, int json, qf_dtype dt, results *r) {
+static qf_status bench_opt(int repeat, int n_decode, int json, qf_opt_weights wt, results *r) {
     qf_status s = QF_OK;
-    tensor_set ts = { .seed = 2, .dtype = dt };
+    tensor_set ts = { .seed = 2, .dtype = wt == QF_OPT_F32 ? QF_DT_F32 : QF_DT_BF16 };
     qf_st *st = NULL;
     qf_opt *m = NULL;
     qf_opt_cache *c = NULL;
@@ -410,7 +412,7 @@ static qf_status bench_opt(int repeat, int n_decode, int json, qf_dtype dt, resu
     double t0 = now();
     if (!tp || !td) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_opt(&ts)) || (s = tensor_set_open(&ts, "<bench opt>", &st))) goto done;
-    if ((s = (dt == QF_DT_BF16 ? qf_opt_load_bf16 : qf_opt_load)(st, &cfg, &m))) goto done;
+    if ((s = qf_opt_load_as(st, &cfg, wt, &m))) goto done;
     if ((s = qf_opt_cache_init(m, 1, T + n_decode, &c))) goto done;
     progress(json, "bench: OPT weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
     prefix = malloc((size_t)T * DO * sizeof *prefix);
@@ -485,9 +487,9 @@ int qf_cmd_bench(int argc, char **argv) {
         return qf_cli_usage("bench", "--format must be text or json, not '%s'", format);
     if (only && strcmp(only, "embed") && strcmp(only, "text") && strcmp(only, "itm") && strcmp(only, "opt"))
         return qf_cli_usage("bench", "--only must be embed, text, itm or opt, not '%s'", only);
-    if (strcmp(dtype, "f32") && strcmp(dtype, "bf16"))
-        return qf_cli_usage("bench", "--dtype must be f32 or bf16, not '%s'", dtype);
-    qf_dtype dt = strcmp(dtype, "bf16") ? QF_DT_F32 : QF_DT_BF16;
+    qf_opt_weights wt;
+    if (qf_opt_weights_parse(dtype, &wt))
+        return qf_cli_usage("bench", "--dtype must be f32, bf16 or int8, not '%s'", dtype);
     int json = !strcmp(format, "json");
     openblas_set_num_threads(threads);
     omp_set_num_threads(threads);
@@ -498,7 +500,7 @@ int qf_cmd_bench(int argc, char **argv) {
     qf_status s = QF_OK;
     /* BF16 is the OPT decoder's weight format; the vision side has no BF16 path yet */
     if (!only || strcmp(only, "opt")) s = bench_blip2(only, repeat, json, QF_DT_F32, &r);
-    if (!s && (!only || !strcmp(only, "opt"))) s = bench_opt(repeat, n_decode, json, dt, &r);
+    if (!s && (!only || !strcmp(only, "opt"))) s = bench_opt(repeat, n_decode, json, wt, &r);
     if (s) return qf_cli_fail("bench", s);
 
     struct rusage ru;

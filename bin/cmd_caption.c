@@ -15,7 +15,7 @@
 static const char usage_text[] =
     "usage: qformer caption --model DIR [--prompt STR] [--max-new-tokens N] [--min-new-tokens N]\n"
     "                       [--num-beams K] [--length-penalty F] [--repetition-penalty F]\n"
-    "                       [--format text|json] IMAGE...\n"
+    "                       [--dtype f32|bf16|int8] [--format text|json] IMAGE...\n"
     "\n"
     "Captions each IMAGE with a BLIP-2 captioning checkpoint (Salesforce/blip2-opt-* layout).\n"
     "Defaults follow the checkpoint's generation_config.json (else those of HF generate):\n"
@@ -29,6 +29,9 @@ static const char usage_text[] =
     "  --num-beams K             beam search with K beams (1: greedy)\n"
     "  --length-penalty F        beam score = log-prob / length^F\n"
     "  --repetition-penalty F    > 1 discourages repeating tokens\n"
+    "  --dtype T                 language-model weights: f32 (default; exact to HF), bf16\n"
+    "                            (half the memory) or int8 (W8A8, a quarter; ~3x faster\n"
+    "                            decoding, captions may differ from f32)\n"
     "  --format F                text (default): PATH, a tab, the caption; json: below\n"
     "\n"
     "--format json prints one object per image per line:\n"
@@ -60,10 +63,12 @@ int qf_cmd_caption(int argc, char **argv) {
         { "max-new-tokens", required_argument, 0, 'n' }, { "min-new-tokens", required_argument, 0, 'N' },
         { "num-beams", required_argument, 0, 'b' }, { "length-penalty", required_argument, 0, 'l' },
         { "repetition-penalty", required_argument, 0, 'r' }, { "format", required_argument, 0, 'f' },
+        { "dtype", required_argument, 0, 'd' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     const char *model_dir = NULL, *prompt = NULL, *format = "text";
     int max_new = -1, min_new = -1, beams = -1, c;
+    qf_opt_weights wt = QF_OPT_F32;
     float lp = 0, rp = 0;
     int have_lp = 0, have_rp = 0;
     optind = 1;
@@ -77,6 +82,7 @@ int qf_cmd_caption(int argc, char **argv) {
         case 'l': if (!parse_float(optarg, &lp)) return qf_cli_usage("caption", "--length-penalty: '%s' is not a number", optarg); have_lp = 1; break;
         case 'r': if (!parse_float(optarg, &rp) || rp <= 0) return qf_cli_usage("caption", "--repetition-penalty: '%s' is not a positive number", optarg); have_rp = 1; break;
         case 'f': format = optarg; break;
+        case 'd': if (qf_opt_weights_parse(optarg, &wt)) return qf_cli_usage("caption", "--dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return 2;
         }
@@ -91,7 +97,7 @@ int qf_cmd_caption(int argc, char **argv) {
     model_dir = model_buf;
 
     qf_captioner *cap = NULL;
-    qf_status s = qf_captioner_load(model_dir, &cap);
+    qf_status s = qf_captioner_load_as(model_dir, wt, &cap);
     if (s) return qf_cli_fail("caption", s);
     qf_gen_params p = *qf_captioner_defaults(cap);
     if (max_new > 0) p.max_new_tokens = max_new;

@@ -10,6 +10,7 @@
 
 static const char usage_text[] =
     "usage: qformer search --db FILE.db [-k N] [--rerank N] [--caption N] [--caption-model DIR]\n"
+    "                      [--caption-dtype f32|bf16|int8]\n"
     "                      [--prompt STR] [--model DIR] [--nprobe N]\n"
     "                      [--format table|json|html] [--out FILE] (TEXT | --image PATH)\n"
     "\n"
@@ -21,6 +22,8 @@ static const char usage_text[] =
     "  --caption N       caption the first N results with --caption-model (a BLIP-2 OPT\n"
     "                    checkpoint); captions are cached in the index database\n"
     "  --prompt STR      caption prompt (e.g. 'a photo of')\n"
+    "  --caption-dtype T language-model weights for --caption: f32 (default; exact),\n"
+    "                    bf16 or int8 (faster; cached apart from f32 captions)\n"
     "  --image PATH      search by this image instead of a TEXT\n"
     "  --format F        table (default), json, or html (a self-contained gallery)\n"
     "  --out FILE        write there instead of standard output\n"
@@ -51,6 +54,7 @@ int qf_cmd_search(int argc, char **argv) {
         { "prompt", required_argument, 0, 'p' }, { "model", required_argument, 0, 'm' },
         { "nprobe", required_argument, 0, 'n' }, { "format", required_argument, 0, 'f' },
         { "out", required_argument, 0, 'o' }, { "image", required_argument, 0, 'i' },
+        { "caption-dtype", required_argument, 0, 'D' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     qf_search_opts o = { .k = 10 };
@@ -64,6 +68,7 @@ int qf_cmd_search(int argc, char **argv) {
         case 'r': if (!parse_nonneg(optarg, &o.rerank)) return qf_cli_usage("search", "--rerank: '%s' is not an integer", optarg); break;
         case 'c': if (!parse_nonneg(optarg, &o.caption)) return qf_cli_usage("search", "--caption: '%s' is not an integer", optarg); break;
         case 'C': o.caption_model = optarg; break;
+        case 'D': if (qf_opt_weights_parse(optarg, &o.caption_dtype)) return qf_cli_usage("search", "--caption-dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'p': o.prompt = optarg; break;
         case 'm': o.model_dir = optarg; break;
         case 'n': if (!parse_nonneg(optarg, &o.nprobe)) return qf_cli_usage("search", "--nprobe: '%s' is not an integer", optarg); break;

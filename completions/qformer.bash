@@ -12,9 +12,9 @@ _qformer_options() {
     embed) echo "--model --image --text --itm --intermediates --out --help --quiet --verbose" ;;
     tokenize) echo "--model --format --help --quiet --verbose" ;;
     info) echo "--model --format --db --failures --check --repair --help --quiet --verbose" ;;
-    caption) echo "--model --prompt --max-new-tokens --min-new-tokens --num-beams --length-penalty --repetition-penalty --format --help --quiet --verbose" ;;
+    caption) echo "--model --prompt --max-new-tokens --min-new-tokens --num-beams --length-penalty --repetition-penalty --dtype --format --help --quiet --verbose" ;;
     index) echo "--model --db --factory --batch --threads --pooled --keep-vision --checkpoint --retry-failed --quiet --help --verbose" ;;
-    search) echo "--db -k --rerank --caption --caption-model --prompt --model --nprobe --format --out --image --help --quiet --verbose" ;;
+    search) echo "--db -k --rerank --caption --caption-model --caption-dtype --prompt --model --nprobe --format --out --image --help --quiet --verbose" ;;
     export) echo "--db --out --help --quiet --verbose" ;;
     pull) echo "--revision --dir --endpoint --retries --quiet --help --verbose" ;;
     bench) echo "--threads --dtype --only --repeat --decode-tokens --format --help --quiet --verbose" ;;
@@ -41,6 +41,7 @@ _qformer_value() {
     "caption --num-beams") echo "none" ;;
     "caption --length-penalty") echo "none" ;;
     "caption --repetition-penalty") echo "none" ;;
+    "caption --dtype") echo "choice:f32 bf16 int8" ;;
     "caption --format") echo "choice:text json" ;;
     "index --model") echo "model" ;;
     "index --db") echo "file" ;;
@@ -53,6 +54,7 @@ _qformer_value() {
     "search --rerank") echo "none" ;;
     "search --caption") echo "none" ;;
     "search --caption-model") echo "model" ;;
+    "search --caption-dtype") echo "choice:f32 bf16 int8" ;;
     "search --prompt") echo "none" ;;
     "search --model") echo "model" ;;
     "search --nprobe") echo "none" ;;
@@ -66,7 +68,7 @@ _qformer_value() {
     "pull --endpoint") echo "none" ;;
     "pull --retries") echo "none" ;;
     "bench --threads") echo "none" ;;
-    "bench --dtype") echo "choice:f32 bf16" ;;
+    "bench --dtype") echo "choice:f32 bf16 int8" ;;
     "bench --only") echo "choice:embed text itm opt" ;;
     "bench --repeat") echo "none" ;;
     "bench --decode-tokens") echo "none" ;;

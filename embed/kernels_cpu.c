@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,203 +95,6 @@ void qf_cpu_gelu(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
-/* ---- matrix-vector ------------------------------------------------------------ */
-
-/* Rows o0..o1 of y[r, o] = x[r] . W[o] for R <= 4 rows. Two accumulators per
- * input row keep two FMA chains in flight per weight load. */
-__attribute__((target("avx512f")))
-static void matvec_avx512(float *y, const float *x, int R, int K, const float *W, const float *b,
-                          int N, int o0, int o1) {
-    const int K32 = K & ~31, K16 = K & ~15;
-    const __mmask16 tail = (__mmask16)((1u << (K - K16)) - 1);
-    for (int o = o0; o < o1; o++) {
-        const float *w = W + (size_t)o * K;
-        __m512 a0[4], a1[4];
-        for (int r = 0; r < 4; r++) { a0[r] = _mm512_setzero_ps(); a1[r] = _mm512_setzero_ps(); }
-        int k = 0;
-        for (; k < K32; k += 32) {
-            __m512 w0 = _mm512_loadu_ps(w + k), w1 = _mm512_loadu_ps(w + k + 16);
-            for (int r = 0; r < R; r++) {
-                a0[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + (size_t)r * K + k), a0[r]);
-                a1[r] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + (size_t)r * K + k + 16), a1[r]);
-            }
-        }
-        for (; k < K16; k += 16) {
-            __m512 w0 = _mm512_loadu_ps(w + k);
-            for (int r = 0; r < R; r++)
-                a0[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + (size_t)r * K + k), a0[r]);
-        }
-        if (tail) {
-            __m512 w0 = _mm512_maskz_loadu_ps(tail, w + k);
-            for (int r = 0; r < R; r++)
-                a0[r] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(tail, x + (size_t)r * K + k), a0[r]);
-        }
-        for (int r = 0; r < R; r++)
-            y[(size_t)r * N + o] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r])) + (b ? b[o] : 0.0f);
-    }
-}
-
-__attribute__((target("avx2,fma")))
-static void matvec_avx2(float *y, const float *x, int R, int K, const float *W, const float *b,
-                        int N, int o0, int o1) {
-    const int K8 = K & ~7;
-    for (int o = o0; o < o1; o++) {
-        const float *w = W + (size_t)o * K;
-        __m256 a[4];
-        for (int r = 0; r < 4; r++) a[r] = _mm256_setzero_ps();
-        for (int k = 0; k < K8; k += 8) {
-            __m256 w0 = _mm256_loadu_ps(w + k);
-            for (int r = 0; r < R; r++)
-                a[r] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + (size_t)r * K + k), a[r]);
-        }
-        for (int r = 0; r < R; r++) {
-            __m128 s = _mm_add_ps(_mm256_castps256_ps128(a[r]), _mm256_extractf128_ps(a[r], 1));
-            s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            float acc = _mm_cvtss_f32(s);
-            for (int k = K8; k < K; k++) acc += w[k] * x[(size_t)r * K + k];
-            y[(size_t)r * N + o] = acc + (b ? b[o] : 0.0f);
-        }
-    }
-}
-
-static void matvec_c(float *y, const float *x, int R, int K, const float *W, const float *b,
-                     int N, int o0, int o1) {
-    for (int o = o0; o < o1; o++)
-        for (int r = 0; r < R; r++) {
-            const float *w = W + (size_t)o * K, *xr = x + (size_t)r * K;
-            float acc = 0;
-            for (int k = 0; k < K; k++) acc += w[k] * xr[k];
-            y[(size_t)r * N + o] = acc + (b ? b[o] : 0.0f);
-        }
-}
-
-typedef struct {
-    float *y; const float *x, *W, *b;
-    int R, K, N, kind, chunk;
-} matvec_job;
-
-static void matvec_task(void *ctx, int c) {
-    const matvec_job *j = ctx;
-    int o0 = c * j->chunk, o1 = o0 + j->chunk < j->N ? o0 + j->chunk : j->N;
-    if (j->kind == 2) matvec_avx512(j->y, j->x, j->R, j->K, j->W, j->b, j->N, o0, o1);
-    else if (j->kind == 1) matvec_avx2(j->y, j->x, j->R, j->K, j->W, j->b, j->N, o0, o1);
-    else matvec_c(j->y, j->x, j->R, j->K, j->W, j->b, j->N, o0, o1);
-}
-
-void qf_cpu_matvec(float *y, const float *x, int R, int K, const float *W, const float *b, int N) {
-    if (R <= 0 || N <= 0) return;
-    if (R > 4) {                                 /* not this kernel's job: split */
-        for (int r0 = 0; r0 < R; r0 += 4)
-            qf_cpu_matvec(y + (size_t)r0 * N, x + (size_t)r0 * K, R - r0 < 4 ? R - r0 : 4, K, W, b, N);
-        return;
-    }
-    matvec_job j = { y, x, W, b, R, K, N, 0, 64 };   /* 64 output rows x K floats of W per task */
-    j.kind = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") &&
-             __builtin_cpu_supports("fma") ? 1 : 0;
-    int n_chunk = (N + j.chunk - 1) / j.chunk;
-    qf_cpu_parallel((size_t)N * K >= ((size_t)1 << 18) ? qf_cpu_threads() : 1, matvec_task, &j, n_chunk);
-}
-
-/* ---- BF16 weights --------------------------------------------------------------- */
-
-void qf_cpu_f32_to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &src[i], 4);
-        if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) dst[i] = (uint16_t)((b >> 16) | 0x40u); /* NaN stays NaN */
-        else dst[i] = (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);   /* round to nearest even */
-    }
-}
-
-void qf_cpu_bf16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b = (uint32_t)src[i] << 16;
-        memcpy(&dst[i], &b, 4);
-    }
-}
-
-/* 16 bf16 values -> 16 floats (exact: bf16 is the top half of a float). */
-__attribute__((target("avx512f")))
-static inline __m512 bf16x16(const uint16_t *p) {
-    __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-static inline float bf16_1(uint16_t v) {
-    uint32_t b = (uint32_t)v << 16;
-    float f;
-    memcpy(&f, &b, 4);
-    return f;
-}
-
-__attribute__((target("avx512f")))
-static void matvec_bf16_avx512(float *y, const float *x, int R, int K, const uint16_t *W, const float *b,
-                               int N, int o0, int o1) {
-    const int K32 = K & ~31, K16 = K & ~15;
-    for (int o = o0; o < o1; o++) {
-        const uint16_t *w = W + (size_t)o * K;
-        __m512 a0[4], a1[4];
-#pragma GCC unroll 4
-        for (int r = 0; r < 4; r++) { a0[r] = _mm512_setzero_ps(); a1[r] = _mm512_setzero_ps(); }
-        int k = 0;
-        for (; k < K32; k += 32) {
-            __m512 w0 = bf16x16(w + k), w1 = bf16x16(w + k + 16);
-#pragma GCC unroll 4
-            for (int r = 0; r < R; r++) {
-                a0[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + (size_t)r * K + k), a0[r]);
-                a1[r] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + (size_t)r * K + k + 16), a1[r]);
-            }
-        }
-        for (; k < K16; k += 16) {
-            __m512 w0 = bf16x16(w + k);
-            for (int r = 0; r < R; r++)
-                a0[r] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + (size_t)r * K + k), a0[r]);
-        }
-        for (int r = 0; r < R; r++) {
-            float acc = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
-            for (int kk = K16; kk < K; kk++) acc += bf16_1(w[kk]) * x[(size_t)r * K + kk];
-            y[(size_t)r * N + o] = acc + (b ? b[o] : 0.0f);
-        }
-    }
-}
-
-static void matvec_bf16_c(float *y, const float *x, int R, int K, const uint16_t *W, const float *b,
-                          int N, int o0, int o1) {
-    for (int o = o0; o < o1; o++)
-        for (int r = 0; r < R; r++) {
-            const uint16_t *w = W + (size_t)o * K;
-            const float *xr = x + (size_t)r * K;
-            float acc = 0;
-            for (int k = 0; k < K; k++) acc += bf16_1(w[k]) * xr[k];
-            y[(size_t)r * N + o] = acc + (b ? b[o] : 0.0f);
-        }
-}
-
-typedef struct {
-    float *y; const float *x; const uint16_t *W; const float *b;
-    int R, K, N, avx512, chunk;
-} matvec_bf16_job;
-
-static void matvec_bf16_task(void *ctx, int c) {
-    const matvec_bf16_job *j = ctx;
-    int o0 = c * j->chunk, o1 = o0 + j->chunk < j->N ? o0 + j->chunk : j->N;
-    if (j->avx512) matvec_bf16_avx512(j->y, j->x, j->R, j->K, j->W, j->b, j->N, o0, o1);
-    else matvec_bf16_c(j->y, j->x, j->R, j->K, j->W, j->b, j->N, o0, o1);
-}
-
-void qf_cpu_matvec_bf16(float *y, const float *x, int R, int K, const uint16_t *W, const float *b, int N) {
-    if (R <= 0 || N <= 0) return;
-    if (R > 4) {
-        for (int r0 = 0; r0 < R; r0 += 4)
-            qf_cpu_matvec_bf16(y + (size_t)r0 * N, x + (size_t)r0 * K, R - r0 < 4 ? R - r0 : 4, K, W, b, N);
-        return;
-    }
-    matvec_bf16_job j = { y, x, W, b, R, K, N, __builtin_cpu_supports("avx512f"), 64 };
-    int n_chunk = (N + j.chunk - 1) / j.chunk;
-    qf_cpu_parallel((size_t)N * K >= ((size_t)1 << 18) ? qf_cpu_threads() : 1, matvec_bf16_task, &j, n_chunk);
-}
-
 /* ---- threads -------------------------------------------------------------------- */
 
 extern int openblas_get_num_threads(void) __attribute__((weak));
@@ -313,18 +117,80 @@ static void *par_worker(void *p) {
     return NULL;
 }
 
-void qf_cpu_parallel(int n_threads, void (*fn)(void *ctx, int task), void *ctx, int n_tasks) {
-    if (n_threads > n_tasks) n_threads = n_tasks;
-    if (n_threads > 64) n_threads = 64;
-    par_job j = { fn, ctx, n_tasks, 0 };
-    pthread_t th[64];
+/* Threads started once and kept blocked on a condition variable between
+ * jobs (never spinning, so they cost nothing while OpenBLAS runs). One job
+ * at a time: a caller that finds the pool busy (another thread's job)
+ * starts its own threads for the call instead. */
+enum { POOL_MAX = 63 };
+
+static struct {
+    pthread_mutex_t busy;                       /* held by the caller whose job runs */
+    pthread_mutex_t m;
+    pthread_cond_t  work, done;
+    unsigned        gen;                        /* bumped for every job */
+    par_job        *job;
+    int             want, active, n_workers;
+    unsigned        born[POOL_MAX];             /* gen when worker i was started */
+} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
+           PTHREAD_COND_INITIALIZER, 0, NULL, 0, 0, 0, { 0 } };
+
+static void *pool_worker(void *arg) {
+    int me = (int)(intptr_t)arg;
+    pthread_mutex_lock(&pool.m);
+    unsigned seen = pool.born[me];              /* the job it was started for is still to come */
+    for (;;) {
+        while (pool.gen == seen) pthread_cond_wait(&pool.work, &pool.m);
+        seen = pool.gen;
+        if (me >= pool.want) continue;
+        par_job *j = pool.job;
+        pthread_mutex_unlock(&pool.m);
+        par_worker(j);
+        pthread_mutex_lock(&pool.m);
+        if (--pool.active == 0) pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+static void parallel_spawn(int n_threads, par_job *j) {
+    pthread_t th[POOL_MAX];
     int started = 0;
     for (int i = 1; i < n_threads; i++) {
-        if (pthread_create(&th[started], NULL, par_worker, &j) != 0) break;   /* the caller does the rest */
+        if (pthread_create(&th[started], NULL, par_worker, j) != 0) break;   /* the caller does the rest */
         started++;
     }
-    par_worker(&j);
+    par_worker(j);
     for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+}
+
+void qf_cpu_parallel(int n_threads, void (*fn)(void *ctx, int task), void *ctx, int n_tasks) {
+    if (n_threads > n_tasks) n_threads = n_tasks;
+    if (n_threads > POOL_MAX + 1) n_threads = POOL_MAX + 1;
+    par_job j = { fn, ctx, n_tasks, 0 };
+    if (n_threads <= 1) { par_worker(&j); return; }
+    if (pthread_mutex_trylock(&pool.busy)) { parallel_spawn(n_threads, &j); return; }
+    pthread_mutex_lock(&pool.m);
+    while (pool.n_workers < n_threads - 1) {    /* grown on demand, kept for the process */
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pool.born[pool.n_workers] = pool.gen;
+        int rc = pthread_create(&t, &at, pool_worker, (void *)(intptr_t)pool.n_workers);
+        pthread_attr_destroy(&at);
+        if (rc) break;
+        pool.n_workers++;
+    }
+    pool.want = n_threads - 1 < pool.n_workers ? n_threads - 1 : pool.n_workers;
+    pool.active = pool.want;
+    pool.job = &j;
+    pool.gen++;
+    pthread_cond_broadcast(&pool.work);
+    pthread_mutex_unlock(&pool.m);
+    par_worker(&j);
+    pthread_mutex_lock(&pool.m);
+    while (pool.active > 0) pthread_cond_wait(&pool.done, &pool.m);
+    pthread_mutex_unlock(&pool.m);
+    pthread_mutex_unlock(&pool.busy);
 }
 
 /* ---- attention ---------------------------------------------------------------- */

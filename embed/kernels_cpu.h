@@ -40,16 +40,36 @@ void qf_cpu_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
  * x, b, y and the accumulation stay float32. */
 void qf_cpu_matvec_bf16(float *y, const float *x, int R, int K, const uint16_t *W, const float *b, int N);
 
+/* Int8 weights: W [N, K] quantized per output row, symmetric:
+ * scale[o] = max_k |W[o, k]| / 127, q[o, k] = round(W[o, k] / scale[o]) in
+ * [-127, 127], sum[o] = sum_k q[o, k]. K <= 65536 (int32 dot products). */
+void qf_cpu_quantize_i8(int8_t *q, float *scale, int32_t *sum, const float *W, int N, int K);
+/* dst [n_rows, K] = q * scale[row]: the weights the int8 rows stand for. */
+void qf_cpu_i8_to_f32(float *dst, const int8_t *q, const float *scale, int n_rows, int K);
+/* y[r, o] = x[r] . W[o] + b[o] with int8 weights (qf_cpu_quantize_i8) and
+ * the activations quantized per row the same way on each call (W8A8):
+ * exact int32 dot products (AVX-512 VNNI where present), then
+ * y = dot * scale_x[r] * scale[o] + b[o]. Any R; scratch holds
+ * min(R, QF_CPU_I8_ROWS) * K bytes. */
+enum { QF_CPU_I8_ROWS = 8 };
+void qf_cpu_matvec_i8(float *y, const float *x, int R, int K, const int8_t *W, const float *w_scale,
+                      const int32_t *w_sum, const float *b, int N, uint8_t *scratch);
+
+/* Tests: 1 makes the matrix-vector products use their portable C bodies. */
+void qf_cpu_set_portable(int on);
+
 /* Threads the kernels use: OpenBLAS's thread count (openblas_get_num_threads),
  * so that a caller that set BLAS single-threaded (the indexer: one image per
  * thread) gets single-threaded kernels too. 1 without OpenBLAS. */
 int qf_cpu_threads(void);
 
-/* Runs fn(ctx, t) for t in [0, n_tasks) on up to n_threads threads (the
- * caller included; the others are started here and joined before return,
- * so no idle thread spins against OpenBLAS's pool). Tasks are claimed in
- * order by an atomic counter; fn must not depend on which thread runs it.
- * If a thread cannot be started the remaining ones do the work. */
+/* Runs fn(ctx, t) for t in [0, n_tasks) on up to n_threads threads: the
+ * caller and workers of a process-wide pool, started on first use and
+ * blocked on a condition variable between jobs (no spinning against
+ * OpenBLAS's threads). Tasks are claimed in order by an atomic counter; fn
+ * must not depend on which thread runs it. While one caller's job runs,
+ * another caller starts (and joins) threads of its own; if no thread can
+ * be started the caller does all the work. */
 void qf_cpu_parallel(int n_threads, void (*fn)(void *ctx, int task), void *ctx, int n_tasks);
 
 /* qf_attention (ops.h) with AVX-512: per head, keys transposed once, scores

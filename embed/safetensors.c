@@ -683,9 +683,9 @@ static inline float half_to_float(uint16_t h) {
     return f;
 }
 
-static void upcast(const qf_st_tensor *t, float *restrict dst) {
-    const uint8_t *restrict src = t->data;
-    int64_t n = t->n_elem;
+/* Elements [i0, i0 + n) of an F16/BF16 tensor as float32. */
+static void upcast_range(const qf_st_tensor *t, int64_t i0, int64_t n, float *restrict dst) {
+    const uint8_t *restrict src = (const uint8_t *)t->data + 2 * i0;
     if (t->dtype == QF_DT_F16) {
         #pragma omp parallel for schedule(static) if (n >= UPCAST_PAR_MIN)
         for (int64_t i = 0; i < n; i++)
@@ -698,6 +698,8 @@ static void upcast(const qf_st_tensor *t, float *restrict dst) {
         }
     }
 }
+
+static void upcast(const qf_st_tensor *t, float *restrict dst) { upcast_range(t, 0, t->n_elem, dst); }
 
 static const float empty_data[1];
 
@@ -730,6 +732,23 @@ qf_status qf_st_get_f32(qf_st *st, const char *name, int n_dim, const int64_t *s
         st->conv[i] = buf;
     }
     *out = st->conv[i];
+    return QF_OK;
+}
+
+qf_status qf_st_read_f32(const qf_st *st, const char *name, int n_dim, const int64_t *shape,
+                         int64_t first, int64_t count, float *dst) {
+    const qf_st_tensor *t;
+    qf_status s = lookup(st, name, n_dim, shape, &t);
+    if (s != QF_OK) return s;
+    if (t->dtype != QF_DT_F32 && t->dtype != QF_DT_F16 && t->dtype != QF_DT_BF16)
+        return qf_errorf(QF_ERR_SHAPE, "%s: tensor '%s' is %s, expected a float tensor (F32, F16 or BF16)",
+                         t->file, t->name, dtypes[t->dtype].name);
+    if ((s = check_shape(t, n_dim, shape)) != QF_OK) return s;
+    if (first < 0 || count < 0 || first > t->n_elem || count > t->n_elem - first)
+        return qf_errorf(QF_ERR_ARG, "%s: tensor '%s' has %lld elements, asked for [%lld, %lld)", t->file,
+                         t->name, (long long)t->n_elem, (long long)first, (long long)(first + count));
+    if (t->dtype == QF_DT_F32) memcpy(dst, (const uint8_t *)t->data + 4 * first, (size_t)count * 4);
+    else upcast_range(t, first, count, dst);
     return QF_OK;
 }
 

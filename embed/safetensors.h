@@ -79,6 +79,12 @@ uint64_t            qf_st_total_bytes(const qf_st *st);
 qf_status qf_st_get_f32(qf_st *st, const char *name, int n_dim, const int64_t *shape,
                         const float **out);
 
+/* Elements [first, first + count) of tensor `name` (checked as for
+ * qf_st_get_f32) converted to float32 into dst, with nothing kept: for
+ * callers that convert a tensor piecewise into another format. */
+qf_status qf_st_read_f32(const qf_st *st, const char *name, int n_dim, const int64_t *shape,
+                         int64_t first, int64_t count, float *dst);
+
 /* Typed raw view of tensor `name`, whose dtype must be exactly `dtype`
  * (QF_ERR_SHAPE otherwise) and shape as for qf_st_get_f32 (QF_ERR_MISSING
  * if absent). The data is aligned for its dtype (copied once if the file

@@ -15,32 +15,37 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A weight matrix [N, K] in the model's weight type: f (float32, usually
+ * in place in the mapped file), h (BF16) or q/scale/sum (int8 per output
+ * row, qf_cpu_quantize_i8). Exactly one of f, h, q is set. */
+typedef struct {
+    const float    *f;
+    const uint16_t *h;
+    const int8_t   *q;
+    const float    *scale;
+    const int32_t  *sum;
+} wmat;
+
 typedef struct {
     const float *ln1_w, *ln1_b;   /* self_attn_layer_norm [D]      */
-    const float *q_w, *q_b;       /* self_attn.q_proj     [D, D]   */
-    const float *k_w, *k_b;       /* self_attn.k_proj     [D, D]   */
-    const float *v_w, *v_b;       /* self_attn.v_proj     [D, D]   */
-    const float *o_w, *o_b;       /* self_attn.out_proj   [D, D]   */
+    wmat         q, k, v, o;      /* self_attn.{q,k,v,out}_proj [D, D] */
+    const float *q_b, *k_b, *v_b, *o_b;
     const float *ln2_w, *ln2_b;   /* final_layer_norm     [D]      */
-    const float *fc1_w, *fc1_b;   /* fc1                  [F, D]   */
-    const float *fc2_w, *fc2_b;   /* fc2                  [D, F]   */
-    /* BF16 mode (qf_opt_load_bf16): the six matrices above as BF16, their
-     * float pointers NULL */
-    const uint16_t *q_h, *k_h, *v_h, *o_h, *fc1_h, *fc2_h;
+    wmat         fc1, fc2;        /* fc1 [F, D], fc2 [D, F]        */
+    const float *fc1_b, *fc2_b;
 } opt_layer;
 
 struct qf_opt {
     qf_opt_config cfg;
+    qf_opt_weights wtype;
     int           d_q;            /* Q-Former hidden (projection input) */
     const float  *proj_w, *proj_b;/* language_projection [D, Dq]        */
     const float  *embed;          /* decoder.embed_tokens.weight [V, D] */
     const float  *pos;            /* decoder.embed_positions.weight [P+2, D] */
     const float  *fln_w, *fln_b;  /* decoder.final_layer_norm [D] (NULL if removed) */
-    const float  *lm_head;        /* lm_head.weight [V, D] or = embed   */
+    wmat          lm_head;        /* lm_head.weight [V, D], or embed_tokens when tied */
     opt_layer    *layers;
-    int           bf16;           /* matrices held as BF16              */
-    const uint16_t *lm_head_h;    /* BF16 lm_head (BF16 mode), else NULL */
-    uint16_t    **owned;          /* BF16 copies converted from F32     */
+    void        **owned;          /* BF16 / int8 copies made at load    */
     int           n_owned;
 };
 
@@ -49,7 +54,8 @@ struct qf_opt_cache {
     int      *len;                /* [n_seq]                       */
     float    *k, *v;              /* [n_layer][n_seq][max_len][D]  */
     float    *tmp_k, *tmp_v;      /* reorder scratch, same size    */
-    float    *wbuf;               /* BF16 mode: F32 rows of a weight for the GEMMs of a prefill */
+    float    *wbuf;               /* BF16: F32 rows of a weight for the GEMMs of a prefill */
+    uint8_t  *xbuf;               /* int8: quantized activation rows */
     qf_arena  arena;              /* activations                   */
 };
 
@@ -63,33 +69,75 @@ static qf_status get(qf_st *st, const char *name, int64_t r, int64_t c, const fl
     return qf_st_get_f32(st, name, c ? 2 : 1, shape, out);
 }
 
-/* A [rows, cols] matrix as BF16: in place when the file stores BF16, else
- * converted once from float32 into a copy owned by m. */
-static qf_status get_bf16(qf_opt *m, qf_st *st, const char *name, int64_t r, int64_t c, const uint16_t **out) {
-    int64_t shape[2] = { r, c };
-    const qf_st_tensor *t = qf_st_find(st, name);
-    if (t && t->dtype == QF_DT_BF16) return qf_st_get_raw(st, name, QF_DT_BF16, 2, shape, (const void **)out);
-    const float *f;
-    qf_status s = qf_st_get_f32(st, name, 2, shape, &f);
-    if (s) return s;
-    uint16_t **ow = qf_realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *ow);
-    if (!ow) return qf_errorf(QF_ERR_NOMEM, "out of memory converting '%s' to BF16", name);
+static qf_status own(qf_opt *m, void *p, const char *name) {
+    void **ow = p ? qf_realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *ow) : NULL;
+    if (!ow) {
+        qf_free(p);
+        return qf_errorf(QF_ERR_NOMEM, "out of memory converting '%s'", name);
+    }
     m->owned = ow;
-    uint16_t *h = qf_malloc((size_t)r * (size_t)c * sizeof *h);
-    if (!h) return qf_errorf(QF_ERR_NOMEM, "out of memory converting '%s' to BF16 (%lld x %lld)", name,
-                             (long long)r, (long long)c);
-    qf_cpu_f32_to_bf16(h, f, (size_t)r * (size_t)c);
-    m->owned[m->n_owned++] = h;
-    *out = h;
+    m->owned[m->n_owned++] = p;
     return QF_OK;
 }
 
-static qf_status load(qf_st *st, const qf_blip2_config *cfg, int bf16, qf_opt **out);
+/* The [r, c] matrix `name` in the model's weight type: float32 and BF16 in
+ * place when the file stores them so, else converted once into a copy
+ * owned by m (int8: quantized per row). */
+static qf_status get_mat(qf_opt *m, qf_st *st, const char *name, int64_t r, int64_t c, wmat *w) {
+    int64_t shape[2] = { r, c };
+    memset(w, 0, sizeof *w);
+    if (m->wtype == QF_OPT_F32) return qf_st_get_f32(st, name, 2, shape, &w->f);
+    const qf_st_tensor *t = qf_st_find(st, name);
+    if (m->wtype == QF_OPT_BF16 && t && t->dtype == QF_DT_BF16)
+        return qf_st_get_raw(st, name, QF_DT_BF16, 2, shape, (const void **)&w->h);
+    if (!t) return qf_st_get_f32(st, name, 2, shape, &w->f);   /* the loader's "missing" error */
+    if (m->wtype == QF_OPT_INT8 && c > 65536)
+        return qf_errorf(QF_ERR_UNSUPPORTED, "'%s': int8 weights need rows of at most 65536", name);
+    size_t n = (size_t)r * (size_t)c;
+    /* int8 block: q [r, c], then scale [r] float and sum [r] int32 */
+    size_t qbytes = (n + 63) & ~(size_t)63;
+    void *dst = m->wtype == QF_OPT_BF16 ? qf_malloc(n * sizeof(uint16_t))
+                                        : qf_malloc(qbytes + (size_t)r * (sizeof(float) + sizeof(int32_t)));
+    qf_status s = own(m, dst, name);
+    if (s) return s;
+    /* converted in blocks of rows through a float32 buffer of <= 16 MB:
+     * nothing the size of the whole matrix in float32 is kept */
+    int64_t blk = ((int64_t)1 << 22) / c;
+    if (blk < 1) blk = 1;
+    if (blk > r) blk = r;
+    float *buf = qf_malloc((size_t)blk * (size_t)c * sizeof *buf);
+    if (!buf) return qf_errorf(QF_ERR_NOMEM, "out of memory converting '%s'", name);
+    int8_t *q = dst;
+    float *scale = (float *)((char *)dst + qbytes);
+    int32_t *sum = (int32_t *)(scale + r);
+    for (int64_t r0 = 0; r0 < r && !s; r0 += blk) {
+        int64_t nr = r - r0 < blk ? r - r0 : blk;
+        if ((s = qf_st_read_f32(st, name, 2, shape, r0 * c, nr * c, buf))) break;
+        if (m->wtype == QF_OPT_BF16) qf_cpu_f32_to_bf16((uint16_t *)dst + r0 * c, buf, (size_t)(nr * c));
+        else qf_cpu_quantize_i8(q + r0 * c, scale + r0, sum + r0, buf, (int)nr, (int)c);
+    }
+    qf_free(buf);
+    if (s) return s;
+    if (m->wtype == QF_OPT_BF16) w->h = dst;
+    else { w->q = q; w->scale = scale; w->sum = sum; }
+    return QF_OK;
+}
 
-qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) { return load(st, cfg, 0, out); }
-qf_status qf_opt_load_bf16(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) { return load(st, cfg, 1, out); }
+qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) {
+    return qf_opt_load_as(st, cfg, QF_OPT_F32, out);
+}
 
-static qf_status load(qf_st *st, const qf_blip2_config *cfg, int bf16, qf_opt **out) {
+const char *qf_opt_weights_name(qf_opt_weights w) {
+    return w == QF_OPT_BF16 ? "bf16" : w == QF_OPT_INT8 ? "int8" : "f32";
+}
+
+qf_status qf_opt_weights_parse(const char *s, qf_opt_weights *out) {
+    for (int w = QF_OPT_F32; w <= QF_OPT_INT8; w++)
+        if (s && !strcmp(s, qf_opt_weights_name((qf_opt_weights)w))) { *out = (qf_opt_weights)w; return QF_OK; }
+    return qf_errorf(QF_ERR_ARG, "unknown weight type '%s' (f32, bf16 or int8)", s ? s : "");
+}
+
+qf_status qf_opt_load_as(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_opt **out) {
     *out = NULL;
     if (!cfg->text.present)
         return qf_errorf(QF_ERR_MISSING, "config.json has no OPT text_config: not a captioning checkpoint");
@@ -102,7 +150,7 @@ static qf_status load(qf_st *st, const qf_blip2_config *cfg, int bf16, qf_opt **
     qf_opt *m = qf_calloc(1, sizeof *m);
     if (!m) return qf_errorf(QF_ERR_NOMEM, "out of memory loading OPT");
     m->cfg = *c;
-    m->bf16 = bf16;
+    m->wtype = wtype;
     m->d_q = cfg->qformer.hidden_size;
     const int64_t D = c->hidden_size, F = c->ffn_dim, V = c->vocab_size;
     qf_status s;
@@ -118,27 +166,19 @@ static qf_status load(qf_st *st, const qf_blip2_config *cfg, int bf16, qf_opt **
         ((s = get(st, "language_model.model.decoder.final_layer_norm.weight", D, 0, &m->fln_w)) ||
          (s = get(st, "language_model.model.decoder.final_layer_norm.bias", D, 0, &m->fln_b))))
         goto fail;
-    if (qf_st_find(st, "language_model.lm_head.weight")) {
-        if (bf16) { if ((s = get_bf16(m, st, "language_model.lm_head.weight", V, D, &m->lm_head_h))) goto fail; }
-        else if ((s = get(st, "language_model.lm_head.weight", V, D, &m->lm_head))) goto fail;
-    } else if (bf16) {            /* tied: the BF16 copy of embed_tokens */
-        if ((s = get_bf16(m, st, "language_model.model.decoder.embed_tokens.weight", V, D, &m->lm_head_h))) goto fail;
-    } else {
-        m->lm_head = m->embed;    /* tied: save_pretrained drops the copy */
-    }
-    static const size_t half_of[][2] = {   /* float field -> its BF16 twin */
-        { OL(q_w), OL(q_h) }, { OL(k_w), OL(k_h) }, { OL(v_w), OL(v_h) }, { OL(o_w), OL(o_h) },
-        { OL(fc1_w), OL(fc1_h) }, { OL(fc2_w), OL(fc2_h) },
-    };
-    static const spec layer_specs[] = {
+    /* save_pretrained drops lm_head when it is tied to embed_tokens */
+    if ((s = get_mat(m, st, qf_st_find(st, "language_model.lm_head.weight") ? "language_model.lm_head.weight"
+                     : "language_model.model.decoder.embed_tokens.weight", V, D, &m->lm_head)))
+        goto fail;
+    static const spec layer_specs[] = {       /* cols != 0 and offset of a wmat: a matrix */
         { OL(ln1_w), "self_attn_layer_norm.weight", S_D, 0 }, { OL(ln1_b), "self_attn_layer_norm.bias", S_D, 0 },
-        { OL(q_w), "self_attn.q_proj.weight", S_D, S_D },     { OL(q_b), "self_attn.q_proj.bias", S_D, 0 },
-        { OL(k_w), "self_attn.k_proj.weight", S_D, S_D },     { OL(k_b), "self_attn.k_proj.bias", S_D, 0 },
-        { OL(v_w), "self_attn.v_proj.weight", S_D, S_D },     { OL(v_b), "self_attn.v_proj.bias", S_D, 0 },
-        { OL(o_w), "self_attn.out_proj.weight", S_D, S_D },   { OL(o_b), "self_attn.out_proj.bias", S_D, 0 },
+        { OL(q), "self_attn.q_proj.weight", S_D, S_D },       { OL(q_b), "self_attn.q_proj.bias", S_D, 0 },
+        { OL(k), "self_attn.k_proj.weight", S_D, S_D },       { OL(k_b), "self_attn.k_proj.bias", S_D, 0 },
+        { OL(v), "self_attn.v_proj.weight", S_D, S_D },       { OL(v_b), "self_attn.v_proj.bias", S_D, 0 },
+        { OL(o), "self_attn.out_proj.weight", S_D, S_D },     { OL(o_b), "self_attn.out_proj.bias", S_D, 0 },
         { OL(ln2_w), "final_layer_norm.weight", S_D, 0 },     { OL(ln2_b), "final_layer_norm.bias", S_D, 0 },
-        { OL(fc1_w), "fc1.weight", S_F, S_D },                { OL(fc1_b), "fc1.bias", S_F, 0 },
-        { OL(fc2_w), "fc2.weight", S_D, S_F },                { OL(fc2_b), "fc2.bias", S_D, 0 },
+        { OL(fc1), "fc1.weight", S_F, S_D },                  { OL(fc1_b), "fc1.bias", S_F, 0 },
+        { OL(fc2), "fc2.weight", S_D, S_F },                  { OL(fc2_b), "fc2.bias", S_D, 0 },
     };
     for (int l = 0; l < c->num_hidden_layers; l++)
         for (size_t i = 0; i < sizeof layer_specs / sizeof layer_specs[0]; i++) {
@@ -147,14 +187,9 @@ static qf_status load(qf_st *st, const qf_blip2_config *cfg, int bf16, qf_opt **
             char name[256];
             snprintf(name, sizeof name, "language_model.model.decoder.layers.%d.%s", l, sp->fmt);
             int64_t r = sp->rows == S_D ? D : F, cc = sp->cols == 0 ? 0 : sp->cols == S_D ? D : F;
-            if (bf16 && cc) {
-                size_t h = 0;
-                for (size_t k = 0; k < sizeof half_of / sizeof half_of[0]; k++)
-                    if (half_of[k][0] == sp->off) h = half_of[k][1];
-                if ((s = get_bf16(m, st, name, r, cc, (const uint16_t **)((char *)&m->layers[l] + h)))) goto fail;
-                continue;
-            }
-            if ((s = get(st, name, r, cc, (const float **)((char *)&m->layers[l] + sp->off)))) goto fail;
+            char *field = (char *)&m->layers[l] + sp->off;
+            if ((s = cc ? get_mat(m, st, name, r, cc, (wmat *)field) : get(st, name, r, 0, (const float **)field)))
+                goto fail;
         }
     *out = m;
     return QF_OK;
@@ -170,6 +205,8 @@ void qf_opt_free(qf_opt *m) {
     qf_free(m->layers);
     qf_free(m);
 }
+
+qf_opt_weights qf_opt_weight_type(const qf_opt *m) { return m->wtype; }
 
 int qf_opt_dim(const qf_opt *m) { return m->cfg.hidden_size; }
 int qf_opt_vocab(const qf_opt *m) { return m->cfg.vocab_size; }
@@ -204,9 +241,11 @@ qf_status qf_opt_cache_init(const qf_opt *m, int n_seq, int max_len, qf_opt_cach
     c->tmp_k = n_seq > 1 ? qf_malloc(n * sizeof(float)) : NULL;
     c->tmp_v = n_seq > 1 ? qf_malloc(n * sizeof(float)) : NULL;
     size_t wmax = (size_t)(m->cfg.ffn_dim > c->D ? m->cfg.ffn_dim : c->D);
-    c->wbuf = m->bf16 ? qf_malloc((size_t)WCHUNK * wmax * sizeof(float)) : NULL;
+    c->wbuf = m->wtype == QF_OPT_BF16 ? qf_malloc((size_t)WCHUNK * wmax * sizeof(float)) : NULL;
+    c->xbuf = m->wtype == QF_OPT_INT8 ? qf_malloc((size_t)QF_CPU_I8_ROWS * wmax) : NULL;
     qf_status s = QF_OK;
-    if (!c->len || !c->k || !c->v || (n_seq > 1 && (!c->tmp_k || !c->tmp_v)) || (m->bf16 && !c->wbuf))
+    if (!c->len || !c->k || !c->v || (n_seq > 1 && (!c->tmp_k || !c->tmp_v)) ||
+        (m->wtype == QF_OPT_BF16 && !c->wbuf) || (m->wtype == QF_OPT_INT8 && !c->xbuf))
         s = qf_errorf(QF_ERR_NOMEM, "out of memory for a KV cache of %zu MB", 4 * n * sizeof(float) >> 20);
     /* activations: rows = max(max_len, n_seq) */
     size_t rows = (size_t)(max_len > n_seq ? max_len : n_seq), D = c->D, F = m->cfg.ffn_dim;
@@ -219,7 +258,7 @@ qf_status qf_opt_cache_init(const qf_opt *m, int n_seq, int max_len, qf_opt_cach
 
 void qf_opt_cache_free(qf_opt_cache *c) {
     if (!c) return;
-    qf_free(c->len); qf_free(c->k); qf_free(c->v); qf_free(c->tmp_k); qf_free(c->tmp_v); qf_free(c->wbuf);
+    qf_free(c->len); qf_free(c->k); qf_free(c->v); qf_free(c->tmp_k); qf_free(c->tmp_v); qf_free(c->wbuf); qf_free(c->xbuf);
     qf_arena_free(&c->arena);
     qf_free(c);
 }
@@ -248,16 +287,17 @@ qf_status qf_opt_cache_reorder(qf_opt_cache *c, const int *src, int n) {
     return QF_OK;
 }
 
-/* y[R, N] = x[R, K] @ W^T + b with W float32 (wf) or BF16 (wh): few rows
- * stream BF16 weights directly; more rows convert WCHUNK weight rows at a
- * time to float32 (c->wbuf) for sgemm. */
-static void lin(qf_opt_cache *c, float *y, const float *x, int R, int K, const float *wf,
-                const uint16_t *wh, const float *b, int N) {
-    if (!wh) { qf_linear(y, x, R, K, wf, b, N); return; }
-    if (R <= 4) { qf_cpu_matvec_bf16(y, x, R, K, wh, b, N); return; }
+/* y[R, N] = x[R, K] @ W^T + b. float32: sgemm or matvec (qf_linear); int8:
+ * the W8A8 matrix-vector kernel, 8 rows per pass over the weights; BF16:
+ * few rows stream the weights directly, more rows convert WCHUNK weight
+ * rows at a time to float32 (c->wbuf) for sgemm. */
+static void lin(qf_opt_cache *c, float *y, const float *x, int R, int K, const wmat *w, const float *b, int N) {
+    if (w->f) { qf_linear(y, x, R, K, w->f, b, N); return; }
+    if (w->q) { qf_cpu_matvec_i8(y, x, R, K, w->q, w->scale, w->sum, b, N, c->xbuf); return; }
+    if (R <= 4) { qf_cpu_matvec_bf16(y, x, R, K, w->h, b, N); return; }
     for (int o0 = 0; o0 < N; o0 += WCHUNK) {
         int n = N - o0 < WCHUNK ? N - o0 : WCHUNK;
-        qf_cpu_bf16_to_f32(c->wbuf, wh + (size_t)o0 * K, (size_t)n * K);
+        qf_cpu_bf16_to_f32(c->wbuf, w->h + (size_t)o0 * K, (size_t)n * K);
         for (int r = 0; r < R; r++) {
             if (b) memcpy(y + (size_t)r * N + o0, b + o0, (size_t)n * sizeof *y);
             else memset(y + (size_t)r * N + o0, 0, (size_t)n * sizeof *y);
@@ -288,27 +328,27 @@ static qf_status decoder_rows(const qf_opt *m, qf_opt_cache *c, float *x, int R,
         const opt_layer *L = &m->layers[l];
         /* x = x + out_proj(attn(q_proj(ln(x)) * scale, k_proj(ln(x)), v_proj(ln(x)))) */
         qf_layernorm(t, x, R, D, L->ln1_w, L->ln1_b, 1e-5f);
-        lin(c, q, t, R, D, L->q_w, L->q_h, L->q_b, D);
+        lin(c, q, t, R, D, &L->q, L->q_b, D);
         for (size_t i = 0; i < (size_t)R * D; i++) q[i] *= scale;
         /* keys/values go straight into the cache rows */
         for (int r0 = 0; r0 < R;) {
             int r1 = r0;
             while (r1 < R && seq_of[r1] == seq_of[r0]) r1++;
             int s = seq_of[r0];
-            lin(c, kv_at(c, c->k, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, L->k_w, L->k_h, L->k_b, D);
-            lin(c, kv_at(c, c->v, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, L->v_w, L->v_h, L->v_b, D);
+            lin(c, kv_at(c, c->k, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, &L->k, L->k_b, D);
+            lin(c, kv_at(c, c->v, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, &L->v, L->v_b, D);
             int Lk = pos_of[r1 - 1] + 1;
             qf_attention(ctx + (size_t)r0 * D, D, q + (size_t)r0 * D, D, kv_at(c, c->k, l, s, 0), D,
                          kv_at(c, c->v, l, s, 0), D, r1 - r0, Lk, H, dh, 1.0f, NULL, 1, pos_of[r0], scores);
             r0 = r1;
         }
-        lin(c, t, ctx, R, D, L->o_w, L->o_h, L->o_b, D);
+        lin(c, t, ctx, R, D, &L->o, L->o_b, D);
         qf_add(x, t, (size_t)R * D);
         /* x = x + fc2(relu(fc1(final_layer_norm(x)))) */
         qf_layernorm(t, x, R, D, L->ln2_w, L->ln2_b, 1e-5f);
-        lin(c, ffn, t, R, D, L->fc1_w, L->fc1_h, L->fc1_b, F);
+        lin(c, ffn, t, R, D, &L->fc1, L->fc1_b, F);
         qf_relu(ffn, (size_t)R * F);
-        lin(c, t, ffn, R, F, L->fc2_w, L->fc2_h, L->fc2_b, D);
+        lin(c, t, ffn, R, F, &L->fc2, L->fc2_b, D);
         qf_add(x, t, (size_t)R * D);
     }
     if (m->fln_w) qf_layernorm(x, x, R, D, m->fln_w, m->fln_b, 1e-5f);
@@ -317,10 +357,7 @@ static qf_status decoder_rows(const qf_opt *m, qf_opt_cache *c, float *x, int R,
 
 static void lm_head(const qf_opt *m, qf_opt_cache *c, const float *h, int n, float *logits) {
     /* logits[n, V] = h[n, D] @ lm_head[V, D]^T */
-    if (m->lm_head_h) { lin(c, logits, h, n, m->cfg.hidden_size, NULL, m->lm_head_h, NULL, m->cfg.vocab_size); return; }
-    if (n <= 4) { qf_cpu_matvec(logits, h, n, m->cfg.hidden_size, m->lm_head, NULL, m->cfg.vocab_size); return; }
-    qf_gemm(1, n, m->cfg.vocab_size, m->cfg.hidden_size, h, m->cfg.hidden_size,
-            m->lm_head, m->cfg.hidden_size, 0.0f, logits, m->cfg.vocab_size);
+    lin(c, logits, h, n, m->cfg.hidden_size, &m->lm_head, NULL, m->cfg.vocab_size);
 }
 
 /* Resets the arena and takes a pass's row buffers: x [R, D] and, per row,

@@ -17,19 +17,32 @@
 typedef struct qf_opt qf_opt;
 typedef struct qf_opt_cache qf_opt_cache;
 
+/* How the decoder's matrices (q/k/v/out projections, fc1, fc2 and
+ * lm_head) are held; everything else (embeddings, biases, layer norms,
+ * activations, softmax, the KV cache) is float32 in every mode.
+ *   F32   in place in the mapped file (converted once if it stores F16/BF16):
+ *         the exact model.
+ *   BF16  in place when the file stores BF16, else rounded once from float32.
+ *         Decoding streams half the bytes; prefills convert weight rows back
+ *         to float32 for the GEMMs. Logits differ by the weights' rounding.
+ *   INT8  quantized once at load per output row (symmetric, max|w| / 127);
+ *         every product quantizes its activation rows the same way and sums
+ *         exactly in int32 (VNNI where present): W8A8, a quarter of the bytes.
+ *         Captions agree with F32 on most but not all inputs (README). */
+typedef enum { QF_OPT_F32, QF_OPT_BF16, QF_OPT_INT8 } qf_opt_weights;
+
+/* "f32", "bf16", "int8" */
+const char *qf_opt_weights_name(qf_opt_weights w);
+qf_status   qf_opt_weights_parse(const char *s, qf_opt_weights *out);
+
 /* Loads language_projection.* and language_model.* from the opened weights
- * `st` (borrowed: must outlive the qf_opt). */
+ * `st` (borrowed: must outlive the qf_opt), matrices held as `wtype`. */
+qf_status qf_opt_load_as(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_opt **out);
+/* qf_opt_load_as(..., QF_OPT_F32, ...) */
 qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out);
-/* Same with the decoder's matrices (q/k/v/out projections, fc1, fc2 and
- * lm_head) held as BF16: used in place when the file stores BF16, else
- * converted once from float32 (copies owned by the qf_opt). Decoding
- * streams half the bytes; prefills convert weight rows back to float32 for
- * the GEMMs; everything else (activations, accumulation, layer norms,
- * softmax, embeddings, biases) stays float32. Logits differ from the F32
- * model by the BF16 rounding of the weights (tests/unit/test_kernels_cpu.c). */
-qf_status qf_opt_load_bf16(qf_st *st, const qf_blip2_config *cfg, qf_opt **out);
 void      qf_opt_free(qf_opt *m);
 
+qf_opt_weights qf_opt_weight_type(const qf_opt *m);
 int qf_opt_dim(const qf_opt *m);          /* hidden size (2560)       */
 int qf_opt_vocab(const qf_opt *m);        /* vocab_size (50272)       */
 int qf_opt_max_positions(const qf_opt *m);/* max_position_embeddings  */

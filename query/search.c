@@ -219,13 +219,15 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     /* captions of the first M, cached per (image, model, prompt, settings) */
     int n_cap = o->caption < n_c ? o->caption : n_c;
     if (n_cap > 0) {
-        if ((s = qf_captioner_load(o->caption_model, &cap))) goto done;
+        if ((s = qf_captioner_load_as(o->caption_model, o->caption_dtype, &cap))) goto done;
         qf_gen_params gp = o->gen ? *o->gen : *qf_captioner_defaults(cap);
         const qf_blip2 *cm = qf_captioner_model(cap);
         int same_vit = !strcmp(qf_blip2_vision_fingerprint(cm), qf_blip2_vision_fingerprint(m));
         char settings[160];
-        snprintf(settings, sizeof settings, "beams=%d,max_new=%d,min_new=%d,lp=%g,rp=%g,eos=%d", gp.num_beams,
-                 gp.max_new_tokens, gp.min_new_tokens, gp.length_penalty, gp.repetition_penalty, gp.eos_id);
+        snprintf(settings, sizeof settings, "beams=%d,max_new=%d,min_new=%d,lp=%g,rp=%g,eos=%d%s%s", gp.num_beams,
+                 gp.max_new_tokens, gp.min_new_tokens, gp.length_penalty, gp.repetition_penalty, gp.eos_id,
+                 o->caption_dtype == QF_OPT_F32 ? "" : ",w=",   /* F32 keys as before: exact captions */
+                 o->caption_dtype == QF_OPT_F32 ? "" : qf_opt_weights_name(o->caption_dtype));
         const char *prompt = o->prompt ? o->prompt : "";
         for (int i = 0; i < n_cap; i++) {
             char *text = NULL;

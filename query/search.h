@@ -25,6 +25,7 @@ typedef struct {
     const char *caption_model;   /* captioning checkpoint (needed with caption)   */
     const char *prompt;          /* caption prompt, NULL = none                   */
     const qf_gen_params *gen;    /* NULL: the captioning checkpoint's defaults    */
+    qf_opt_weights caption_dtype;/* OPT weights for captions (default F32: exact) */
     int         nprobe;          /* IVF probes (0: FAISS default)                 */
 } qf_search_opts;
 

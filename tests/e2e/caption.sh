@@ -12,6 +12,22 @@ mapfile -t files <<<"$imgs"
 "$QF_BIN" caption --model "$fx" --format json --max-new-tokens 16 --prompt "$prompt" "${files[@]}" > "$tmp/greedy.prompt"
 "$QF_BIN" caption --model "$fx" --format json --max-new-tokens 16 --num-beams 3 "${files[@]}" > "$tmp/beam.noprompt"
 "$QF_BIN" caption --model "$fx" --format json --max-new-tokens 16 --num-beams 3 --prompt "$prompt" "${files[@]}" > "$tmp/beam.prompt"
+# reduced-precision language model: bf16 gives the same greedy captions,
+# int8 (W8A8) captions every image; its agreement with f32 is printed
+"$QF_BIN" caption --model "$fx" --format json --max-new-tokens 16 --dtype bf16 "${files[@]}" > "$tmp/bf16"
+"$QF_BIN" caption --model "$fx" --format json --max-new-tokens 16 --dtype int8 "${files[@]}" > "$tmp/int8"
+if "$QF_BIN" caption --model "$fx" --dtype fp8 "${files[0]}" 2> "$tmp/err"; then echo "--dtype fp8 accepted"; exit 1; fi
+grep -q "f32, bf16 or int8" "$tmp/err"
+python3 - "$tmp" <<'PY'
+import json, sys
+tmp = sys.argv[1]
+f32 = [json.loads(l) for l in open(f"{tmp}/greedy.noprompt")]
+bf16 = [json.loads(l) for l in open(f"{tmp}/bf16")]
+int8 = [json.loads(l) for l in open(f"{tmp}/int8")]
+assert bf16 == f32, "bf16 captions differ from f32"
+assert len(int8) == len(f32) and all(r["ids"] for r in int8), "int8 did not caption every image"
+print(f"int8 captions identical to f32: {sum(a == b for a, b in zip(int8, f32))} of {len(f32)}")
+PY
 # text format: one line per image, tab-separated
 "$QF_BIN" caption --model "$fx" --max-new-tokens 4 "${files[0]}" | grep -q "^${files[0]}	"
 python3 - "$fx/expected.json" "$tmp" <<'PY'
