@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 static const char usage_text[] =
-    "usage: qformer bench [--threads N] [--dtype f32|bf16|int8] [--only embed|text|itm|opt]\n"
+    "usage: qformer bench [--threads N] [--dtype auto|f32|bf16|int8] [--only embed|text|itm|opt]\n"
     "                     [--repeat R] [--decode-tokens N] [--format text|json]\n"
     "\n"
     "Times the full-size BLIP-2 models on random weights built in memory:\n"
@@ -37,9 +37,10 @@ static const char usage_text[] =
     "  image_cpu_s    CPU seconds (all threads) per image: steadier than image_s on a shared machine\n"
     "  peak_rss_mb    peak resident memory of the process\n"
     "  gflops         achieved GFLOP/s of the image embedding\n"
-    "--dtype bf16 / int8 holds OPT's matrices in BF16 / int8 (W8A8, per-row scales;\n"
-    "the vision side stays f32). int8 is built from BF16 weights, so its peak_rss_mb\n"
-    "includes those ~5.4 GB.\n"
+    "--dtype bf16 holds the ViT's and OPT's matrices in BF16 (GEMM inputs rounded to\n"
+    "BF16, float32 accumulation); int8 holds OPT's in int8 (W8A8, per-row scales; the\n"
+    "ViT stays f32). auto (default): bf16 on CPUs with AVX512_BF16, else f32.\n"
+    "int8 is built from BF16 weights, so its peak_rss_mb includes those ~5.4 GB.\n"
     "Parts not run are null. Each figure is the median of R timed runs (default 3)\n"
     "after one warm-up. --threads sets the BLAS and OpenMP threads (default: all cores).\n"
     "Memory: ~5 GB for embed/text/itm, ~11 GB more for opt in f32 (~5.5 GB in bf16);\n"
@@ -320,9 +321,9 @@ static void progress(int json, const char *fmt, ...) {
     fflush(stderr);
 }
 
-static qf_status bench_blip2(const char *only, int repeat, int json, qf_dtype dt, results *r) {
+static qf_status bench_blip2(const char *only, int repeat, int json, int vision_bf16, results *r) {
     qf_status s = QF_OK;
-    tensor_set ts = { .seed = 1, .dtype = dt };
+    tensor_set ts = { .seed = 1, .dtype = QF_DT_F32 };
     qf_st *st = NULL;
     qf_blip2 *m = NULL;
     qf_blip2_state *state = NULL;
@@ -333,7 +334,7 @@ static qf_status bench_blip2(const char *only, int repeat, int json, qf_dtype dt
     double t0 = now();
     if (!t || !tc) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_blip2(&ts)) || (s = tensor_set_open(&ts, "<bench blip2>", &st))) goto done;
-    s = qf_blip2_init(&cfg, st, QF_BLIP2_ALL, &m);
+    s = qf_blip2_init(&cfg, st, QF_BLIP2_ALL | (vision_bf16 ? QF_BLIP2_VISION_BF16 : 0), &m);
     st = NULL;                                       /* owned by m (or closed) */
     if (s || (s = qf_blip2_state_init(m, &state))) goto done;
     progress(json, "bench: BLIP-2 weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
@@ -467,7 +468,7 @@ int qf_cmd_bench(int argc, char **argv) {
         { "repeat", required_argument, 0, 'r' }, { "decode-tokens", required_argument, 0, 'n' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
-    const char *only = NULL, *format = "text", *dtype = "f32";
+    const char *only = NULL, *format = "text", *dtype = "auto";
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), repeat = 3, n_decode = 16, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -487,9 +488,11 @@ int qf_cmd_bench(int argc, char **argv) {
         return qf_cli_usage("bench", "--format must be text or json, not '%s'", format);
     if (only && strcmp(only, "embed") && strcmp(only, "text") && strcmp(only, "itm") && strcmp(only, "opt"))
         return qf_cli_usage("bench", "--only must be embed, text, itm or opt, not '%s'", only);
-    qf_opt_weights wt;
+    qf_opt_weights wt = QF_OPT_F32;
+    if (!strcmp(dtype, "auto")) dtype = qf_blip2_bf16_native() ? "bf16" : "f32";
     if (qf_opt_weights_parse(dtype, &wt))
-        return qf_cli_usage("bench", "--dtype must be f32, bf16 or int8, not '%s'", dtype);
+        return qf_cli_usage("bench", "--dtype must be auto, f32, bf16 or int8, not '%s'", dtype);
+    const char *dtype_vision = wt == QF_OPT_BF16 ? "bf16" : "f32";
     int json = !strcmp(format, "json");
     openblas_set_num_threads(threads);
     omp_set_num_threads(threads);
@@ -499,7 +502,7 @@ int qf_cmd_bench(int argc, char **argv) {
     results r = { 0 };
     qf_status s = QF_OK;
     /* BF16 is the OPT decoder's weight format; the vision side has no BF16 path yet */
-    if (!only || strcmp(only, "opt")) s = bench_blip2(only, repeat, json, QF_DT_F32, &r);
+    if (!only || strcmp(only, "opt")) s = bench_blip2(only, repeat, json, wt == QF_OPT_BF16, &r);
     if (!s && (!only || !strcmp(only, "opt"))) s = bench_opt(repeat, n_decode, json, wt, &r);
     if (s) return qf_cli_fail("bench", s);
 
@@ -518,11 +521,11 @@ int qf_cmd_bench(int argc, char **argv) {
         print_num("peak_rss_mb", 1, rss, "%.0f", 0);
         print_num("gflops", r.have_image, gflops, "%.1f", 0);
         print_num("image_cpu_s", r.have_image, r.image_cpu_s, "%.4f", 0);
-        printf("\"threads\": %d, \"dtype\": \"%s\", \"dtype_vision\": \"f32\", \"repeat\": %d, \"load_avg\": %.2f, \"blas_core\": \"%s\"}\n",
-               threads, dtype, repeat, la[0], qf_cpu_blas_core());
+        printf("\"threads\": %d, \"dtype\": \"%s\", \"dtype_vision\": \"%s\", \"repeat\": %d, \"load_avg\": %.2f, \"blas_core\": \"%s\"}\n",
+               threads, dtype, dtype_vision, repeat, la[0], qf_cpu_blas_core());
     } else {
-        printf("threads %d, dtype %s (OPT; vision/Q-Former f32), median of %d runs, load average %.2f %.2f %.2f\n",
-               threads, dtype, repeat, la[0], la[1], la[2]);
+        printf("threads %d, dtype %s (OPT), %s (ViT; Q-Former f32), median of %d runs, load average %.2f %.2f %.2f\n",
+               threads, dtype, dtype_vision, repeat, la[0], la[1], la[2]);
         if (r.have_image) printf("image_s        %.3f   (%.1f GFLOP/s, %.1f GFLOP per image; CPU %.3f s)\n",
                                  r.image_s, gflops, image_flops() / 1e9, r.image_cpu_s);
         if (r.have_text) printf("text_ms        %.2f\n", r.text_ms);

@@ -33,7 +33,7 @@ static const struct {
  * after one (`--prompt --quiet`) stays that option's value. A command not
  * listed here simply gets every --quiet / --verbose treated as global. */
 static const struct { const char *cmd, *opts; } value_options[] = {
-    { "embed",    " model image text out " },
+    { "embed",    " model image text out dtype " },
     { "tokenize", " model format " },
     { "info",     " model db format " },
     { "caption",  " model prompt max-new-tokens min-new-tokens num-beams length-penalty repetition-penalty format dtype " },

@@ -9,7 +9,7 @@ _qformer_globals="-q --quiet -v --verbose -h --help -V --version"
 # long and short options of a command
 _qformer_options() {
     case $1 in
-    embed) echo "--model --image --text --itm --intermediates --out --help --quiet --verbose" ;;
+    embed) echo "--model --image --text --itm --intermediates --dtype --out --help --quiet --verbose" ;;
     tokenize) echo "--model --format --help --quiet --verbose" ;;
     info) echo "--model --format --db --failures --check --repair --help --quiet --verbose" ;;
     caption) echo "--model --prompt --max-new-tokens --min-new-tokens --num-beams --length-penalty --repetition-penalty --dtype --format --help --quiet --verbose" ;;
@@ -28,6 +28,7 @@ _qformer_value() {
     "embed --model") echo "model" ;;
     "embed --image") echo "file" ;;
     "embed --text") echo "none" ;;
+    "embed --dtype") echo "choice:f32 bf16" ;;
     "embed --out") echo "file" ;;
     "tokenize --model") echo "model" ;;
     "tokenize --format") echo "choice:text json" ;;
@@ -68,7 +69,7 @@ _qformer_value() {
     "pull --endpoint") echo "none" ;;
     "pull --retries") echo "none" ;;
     "bench --threads") echo "none" ;;
-    "bench --dtype") echo "choice:f32 bf16 int8" ;;
+    "bench --dtype") echo "choice:auto f32 bf16 int8" ;;
     "bench --only") echo "choice:embed text itm opt" ;;
     "bench --repeat") echo "none" ;;
     "bench --decode-tokens") echo "none" ;;

@@ -7,6 +7,8 @@
  * arena, reset at the start of every public forward call. */
 #include "embed/blip2.h"
 
+#include "embed/kernels_cpu.h"
+
 #include "embed/ops.h"
 #include "embed/safetensors.h"
 
@@ -25,6 +27,7 @@ typedef struct {
     const float *ln2_w, *ln2_b;     /* layer_norm2                  [Dv]      */
     const float *fc1_w, *fc1_b;     /* mlp.fc1                      [Iv, Dv]  */
     const float *fc2_w, *fc2_b;     /* mlp.fc2                      [Dv, Iv]  */
+    uint16_t    *qkv_h, *proj_h, *fc1_h, *fc2_h;   /* QF_BLIP2_VISION_BF16: BF16 copies */
 } vit_layer;
 
 typedef struct {
@@ -82,6 +85,7 @@ struct qf_blip2 {
 
 struct qf_blip2_state {
     qf_arena arena;
+    float   *bf16_w;                /* BF16 vision: one matrix widened to float32 */
 };
 
 /* Symbolic dimensions of the tensor table, resolved from the config. */
@@ -215,6 +219,23 @@ static qf_status load_vit_qkv_bias(qf_blip2 *m, loader *ld, int l) {
 /* FNV-1a 64 over every tensor's name, dtype, shape and sampled bytes of its
  * data (first/last 4 KiB and 16 strided 256-byte slices): identifies a
  * checkpoint without reading gigabytes. */
+/* BF16 copies of a ViT layer's matrices (rounded to nearest even). */
+static qf_status vit_layer_bf16(vit_layer *L, const qf_blip2_config *c) {
+    size_t D = (size_t)c->vision.hidden_size, I = (size_t)c->vision.intermediate_size;
+    struct { const float *f; uint16_t **h; size_t n; } mats[4] = {
+        { L->qkv_w, &L->qkv_h, 3 * D * D }, { L->proj_w, &L->proj_h, D * D },
+        { L->fc1_w, &L->fc1_h, I * D }, { L->fc2_w, &L->fc2_h, D * I },
+    };
+    for (int i = 0; i < 4; i++) {
+        if (!(*mats[i].h = qf_malloc(mats[i].n * sizeof(uint16_t))))
+            return qf_errorf(QF_ERR_NOMEM, "out of memory converting the ViT to BF16");
+        qf_cpu_f32_to_bf16(*mats[i].h, mats[i].f, mats[i].n);
+    }
+    return QF_OK;
+}
+
+int qf_blip2_bf16_native(void) { return __builtin_cpu_supports("avx512bf16"); }
+
 static void fingerprint(const qf_st *st, const char *prefix, char out[65]) {
     uint64_t h = 1469598103934665603ull;
     size_t plen = prefix ? strlen(prefix) : 0, n_used = 0;
@@ -303,6 +324,7 @@ qf_status qf_blip2_init(const qf_blip2_config *cfg, struct qf_st *st, int parts,
         for (int l = 0; l < nl; l++) {
             if ((s = LOAD(&ld, &m->vit[l], vit_layer_specs, l, NULL, 0))) goto fail;
             if ((s = load_vit_qkv_bias(m, &ld, l))) goto fail;
+            if (parts & QF_BLIP2_VISION_BF16 && (s = vit_layer_bf16(&m->vit[l], c))) goto fail;
         }
     }
     if (parts & QF_BLIP2_QFORMER) {
@@ -324,7 +346,9 @@ qf_status qf_blip2_init(const qf_blip2_config *cfg, struct qf_st *st, int parts,
 
     fingerprint(m->st, NULL, m->fingerprint);
     fingerprint(m->st, "vision_model.", m->vision_fingerprint);
-    m->arena_bytes = arena_floats(c) * sizeof(float) + (1u << 20);
+    size_t gv = (size_t)(c->vision.image_size / c->vision.patch_size);
+    size_t bf16_x = parts & QF_BLIP2_VISION_BF16 ? (1 + gv * gv) * (size_t)c->vision.intermediate_size : 0;
+    m->arena_bytes = (arena_floats(c) + bf16_x) * sizeof(float) + (1u << 20);
     *out = m;
     return QF_OK;
 fail:
@@ -346,6 +370,11 @@ void qf_blip2_free(qf_blip2 *m) {
     if (!m) return;
     if (m->owned_qkv_b)
         for (int l = 0; l < m->cfg.vision.num_hidden_layers; l++) qf_free(m->owned_qkv_b[l]);
+    if (m->vit)
+        for (int l = 0; l < m->cfg.vision.num_hidden_layers; l++) {
+            qf_free(m->vit[l].qkv_h); qf_free(m->vit[l].proj_h);
+            qf_free(m->vit[l].fc1_h); qf_free(m->vit[l].fc2_h);
+        }
     qf_free(m->owned_qkv_b);
     qf_free(m->vit);
     qf_free(m->qfl);
@@ -354,6 +383,7 @@ void qf_blip2_free(qf_blip2 *m) {
 }
 
 const qf_blip2_config *qf_blip2_get_config(const qf_blip2 *m) { return &m->cfg; }
+int qf_blip2_vision_is_bf16(const qf_blip2 *m) { return m->vit && m->vit[0].qkv_h; }
 int qf_blip2_n_query(const qf_blip2 *m) { return m->cfg.num_query_tokens; }
 int qf_blip2_embed_dim(const qf_blip2 *m) { return m->cfg.image_text_hidden_size; }
 int qf_blip2_n_vis(const qf_blip2 *m) {
@@ -373,6 +403,14 @@ qf_status qf_blip2_state_init(const qf_blip2 *m, qf_blip2_state **out) {
     if (!s) return qf_errorf(QF_ERR_NOMEM, "out of memory allocating a model state");
     qf_status st = qf_arena_init(&s->arena, m->arena_bytes);
     if (st) { qf_free(s); return st; }
+    if (qf_blip2_vision_is_bf16(m)) {
+        size_t D = (size_t)m->cfg.vision.hidden_size, I = (size_t)m->cfg.vision.intermediate_size;
+        s->bf16_w = qf_malloc((3 * D > I ? 3 * D : I) * D * sizeof(float));
+        if (!s->bf16_w) {
+            qf_blip2_state_free(s);
+            return qf_errorf(QF_ERR_NOMEM, "out of memory allocating a model state");
+        }
+    }
     *out = s;
     return QF_OK;
 }
@@ -380,12 +418,26 @@ qf_status qf_blip2_state_init(const qf_blip2 *m, qf_blip2_state **out) {
 void qf_blip2_state_free(qf_blip2_state *s) {
     if (!s) return;
     qf_arena_free(&s->arena);
+    qf_free(s->bf16_w);
     qf_free(s);
 }
 
 #define ALLOC(ptr, n) do { if ((st = qf_arena_floats(&s->arena, (size_t)(n), &(ptr)))) return st; } while (0)
 
 /* ---- vision ----------------------------------------------------------- */
+
+/* y[n, out] = x[n, in] @ W^T + b with W float32 (wf) or BF16 (wh). BF16: the
+ * activations are rounded to BF16 (xr, n * in floats of scratch) and W
+ * widened to float32 (exact), so sgemm computes the BF16 products exactly
+ * and accumulates in float32 - the arithmetic of a native BF16 dot-product
+ * instruction, on CPUs without one. */
+static void vit_linear(qf_blip2_state *s, float *xr, float *y, const float *x, int n, int in,
+                       const float *wf, const uint16_t *wh, const float *b, int out) {
+    if (!wh) { qf_linear(y, x, n, in, wf, b, out); return; }
+    qf_cpu_round_bf16(xr, x, (size_t)n * in);
+    qf_cpu_bf16_to_f32(s->bf16_w, wh, (size_t)out * in);
+    qf_linear(y, xr, n, in, s->bf16_w, b, out);
+}
 
 static qf_status vision_forward(const qf_blip2 *m, qf_blip2_state *s, const float *pixels, float *vis) {
     const qf_vision_config *c = &m->cfg.vision;
@@ -400,6 +452,8 @@ static qf_status vision_forward(const qf_blip2 *m, qf_blip2_state *s, const floa
     ALLOC(ctx, (size_t)N * D);
     ALLOC(mlp, (size_t)N * I);
     ALLOC(scores, (size_t)N * N);
+    float *xr = NULL;                               /* BF16-rounded GEMM inputs */
+    if (s->bf16_w) ALLOC(xr, (size_t)N * I);
 
     /* patch_embedding = Conv2d(3, D, P, stride P): im2col then one GEMM.
      * patches[p, (ch, ky, kx)] with p = py * g + px, matching weight [D, 3, P, P]. */
@@ -421,16 +475,16 @@ static qf_status vision_forward(const qf_blip2 *m, qf_blip2_state *s, const floa
         const vit_layer *L = &m->vit[l];
         /* x = x + projection(attn(qkv(layer_norm1(x)))) */
         qf_layernorm(t, x, N, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
-        qf_linear(qkv, t, N, D, L->qkv_w, L->qkv_b, 3 * D);
+        vit_linear(s, xr, qkv, t, N, D, L->qkv_w, L->qkv_h, L->qkv_b, 3 * D);
         qf_attention(ctx, D, qkv, 3 * D, qkv + D, 3 * D, qkv + 2 * D, 3 * D, N, N, H, dh,
                      scale, NULL, 0, 0, scores);
-        qf_linear(t, ctx, N, D, L->proj_w, L->proj_b, D);
+        vit_linear(s, xr, t, ctx, N, D, L->proj_w, L->proj_h, L->proj_b, D);
         qf_add(x, t, (size_t)N * D);
         /* x = x + fc2(gelu(fc1(layer_norm2(x)))) */
         qf_layernorm(t, x, N, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
-        qf_linear(mlp, t, N, D, L->fc1_w, L->fc1_b, I);
+        vit_linear(s, xr, mlp, t, N, D, L->fc1_w, L->fc1_h, L->fc1_b, I);
         qf_gelu(mlp, (size_t)N * I);
-        qf_linear(t, mlp, N, I, L->fc2_w, L->fc2_b, D);
+        vit_linear(s, xr, t, mlp, N, I, L->fc2_w, L->fc2_h, L->fc2_b, D);
         qf_add(x, t, (size_t)N * D);
     }
     /* last_hidden_state = post_layernorm(x) */

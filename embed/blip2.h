@@ -23,7 +23,19 @@ enum {
     QF_BLIP2_QFORMER = 2,         /* query_tokens, qformer.*                  */
     QF_BLIP2_RETRIEVAL = 4,       /* embeddings.*, vision/text_projection, itm_head */
     QF_BLIP2_ALL = 7,
+    /* Option: the ViT's four matrices per layer (qkv, projection, fc1, fc2:
+     * 99% of an image's FLOPs) held as BF16 and multiplied with activations
+     * rounded to BF16, accumulating in float32; layer norms, softmax, GELU,
+     * the residual stream and the Q-Former stay float32. Features differ
+     * from the F32 model's by ~1e-3 (tests/unit/test_blip2_bf16.c). */
+    QF_BLIP2_VISION_BF16 = 8,
 };
+
+/* 1 when the CPU multiplies BF16 natively (AVX512_BF16): where the BF16
+ * vision path is the faster one. */
+int qf_blip2_bf16_native(void);
+/* 1 when m holds its ViT matrices as BF16. */
+int qf_blip2_vision_is_bf16(const qf_blip2 *m);
 
 /* Loads the parts in `parts` from `model_dir`; weights stay mmapped. */
 qf_status qf_blip2_load(const char *model_dir, int parts, qf_blip2 **out);

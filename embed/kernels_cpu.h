@@ -36,6 +36,8 @@ void qf_cpu_matvec(float *y, const float *x, int R, int K, const float *W, const
  * even (NaN kept), and back (exact). */
 void qf_cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 void qf_cpu_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+/* dst = src rounded to BF16 and back (the float32 value of its BF16). */
+void qf_cpu_round_bf16(float *dst, const float *src, size_t n);
 /* qf_cpu_matvec with BF16 weights W [N, K] (half the bytes to stream);
  * x, b, y and the accumulation stay float32. */
 void qf_cpu_matvec_bf16(float *y, const float *x, int R, int K, const uint16_t *W, const float *b, int N);

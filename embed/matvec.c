@@ -131,6 +131,15 @@ void qf_cpu_bf16_to_f32(float *restrict dst, const uint16_t *restrict src, size_
     }
 }
 
+void qf_cpu_round_bf16(float *restrict dst, const float *restrict src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &src[i], 4);
+        if ((b & 0x7f800000u) != 0x7f800000u) b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+        memcpy(&dst[i], &b, 4);                 /* inf / NaN kept as they are */
+    }
+}
+
 static inline float bf16_1(uint16_t v) {
     uint32_t b = (uint32_t)v << 16;
     float f;

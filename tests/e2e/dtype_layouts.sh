@@ -86,6 +86,21 @@ bad = [k for k in a if a[k] != b[k]]
 print("bf16 sharded vs f32 single:", "bit-identical" if not bad and a.keys() == b.keys() else f"differ in {bad}")
 sys.exit(1 if bad or a.keys() != b.keys() else 0)
 PY
+# --dtype bf16 (BF16 ViT arithmetic): the same outputs within 1e-2, not bit-identical
+"$QF_BIN" embed --model "$tmp/f32" "${imgs[@]/#/--image=}" "${args[@]}" --dtype bf16 --out "$tmp/vbf16.safetensors"
+PYTHONPATH="$(cd "$(dirname "$0")" && pwd)" /usr/bin/python3 - "$tmp" <<'PY'
+import sys
+import numpy as np
+from qfcheck import read_safetensors
+tmp = sys.argv[1]
+a, b = read_safetensors(f"{tmp}/vbf16.safetensors"), read_safetensors(f"{tmp}/f32.safetensors")
+for k in ("image_feats", "text_feats", "itc_scores", "itm_logits"):
+    d = float(np.max(np.abs(a[k].astype(np.float64) - b[k])))
+    assert d <= 1e-2, (k, d)
+assert np.any(a["image_feats"] != b["image_feats"]), "bf16 gave the f32 bits"
+assert np.array_equal(a["text_feats"], b["text_feats"]), "text side must stay f32"
+print("embed --dtype bf16: within 1e-2 of f32")
+PY
 prompt="Question: what is shown? Answer:"
 for d in "$opt" "$tmp/opt32" "$tmp/optnew"; do
   "$QF_BIN" caption --model "$d" --format json --max-new-tokens 16 --num-beams 3 --prompt "$prompt" "${imgs[@]}" | sed 's/"image":"[^"]*",//' > "$tmp/cap.$(basename "$d")"
