@@ -234,8 +234,6 @@ static qf_status vit_layer_bf16(vit_layer *L, const qf_blip2_config *c) {
     return QF_OK;
 }
 
-int qf_blip2_bf16_native(void) { return __builtin_cpu_supports("avx512bf16"); }
-
 static void fingerprint(const qf_st *st, const char *prefix, char out[65]) {
     uint64_t h = 1469598103934665603ull;
     size_t plen = prefix ? strlen(prefix) : 0, n_used = 0;

@@ -27,13 +27,12 @@ enum {
      * 99% of an image's FLOPs) held as BF16 and multiplied with activations
      * rounded to BF16, accumulating in float32; layer norms, softmax, GELU,
      * the residual stream and the Q-Former stay float32. Features differ
-     * from the F32 model's by ~1e-3 (tests/unit/test_blip2_bf16.c). */
+     * from the F32 model's by ~1e-3 (tests/unit/test_blip2_bf16.c). The
+     * products are computed by sgemm on BF16 values widened to float32 (exact),
+     * so this path has the numerics of a native BF16 kernel but not its speed. */
     QF_BLIP2_VISION_BF16 = 8,
 };
 
-/* 1 when the CPU multiplies BF16 natively (AVX512_BF16): where the BF16
- * vision path is the faster one. */
-int qf_blip2_bf16_native(void);
 /* 1 when m holds its ViT matrices as BF16. */
 int qf_blip2_vision_is_bf16(const qf_blip2 *m);
 

@@ -359,7 +359,7 @@ int qf_cpu_attention(float *out, int ldo, const float *Q, int ldq, const float *
     if (!__builtin_cpu_supports("avx512f") || Lq <= 0 || Lk <= 0) return 0;
     attn_job a = { out, Q, K, V, mask, ldo, ldq, ldk, ldv, Lq, Lk, d_head, causal, pos0, 0, 0, scale,
                    NULL, (Lk + 15) & ~15 };
-    int T = 4.0 * Lq * Lk * d_head * n_head >= 4e6 ? qf_cpu_threads() : 1;
+    int T = 4.0 * Lq * Lk * d_head * n_head >= 2e5 ? qf_cpu_threads() : 1;   /* ~50 us of work */
     /* split query rows only when there are too few heads to share out */
     a.row_blk = n_head >= 2 * T || Lq <= 64 ? Lq : 64;
     a.n_rblk = (Lq + a.row_blk - 1) / a.row_blk;

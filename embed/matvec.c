@@ -161,7 +161,7 @@ static inline void mv_bf16_avx512_body(float *y, const float *x, const int R, in
     for (int o = o0; o < o1; o += 2) {
         const int two = o + 1 < o1;
         const uint16_t *w0 = W + (size_t)o * K, *w1 = two ? w0 + K : w0;
-        __m512 a0[4], a1[4];
+        __m512 a0[8], a1[8];
         for (int r = 0; r < R; r++) { a0[r] = _mm512_setzero_ps(); a1[r] = _mm512_setzero_ps(); }
         int k = 0;
         for (; k < K16; k += 16) {
@@ -196,7 +196,11 @@ static void mv_bf16_avx512(float *y, const float *x, int R, int K, const uint16_
     case 1: mv_bf16_avx512_body(y, x, 1, K, W, b, N, o0, o1); break;
     case 2: mv_bf16_avx512_body(y, x, 2, K, W, b, N, o0, o1); break;
     case 3: mv_bf16_avx512_body(y, x, 3, K, W, b, N, o0, o1); break;
-    default: mv_bf16_avx512_body(y, x, 4, K, W, b, N, o0, o1); break;
+    case 4: mv_bf16_avx512_body(y, x, 4, K, W, b, N, o0, o1); break;
+    case 5: mv_bf16_avx512_body(y, x, 5, K, W, b, N, o0, o1); break;
+    case 6: mv_bf16_avx512_body(y, x, 6, K, W, b, N, o0, o1); break;
+    case 7: mv_bf16_avx512_body(y, x, 7, K, W, b, N, o0, o1); break;
+    default: mv_bf16_avx512_body(y, x, 8, K, W, b, N, o0, o1); break;
     }
 }
 
@@ -406,9 +410,9 @@ void qf_cpu_matvec(float *y, const float *x, int R, int K, const float *W, const
 }
 
 void qf_cpu_matvec_bf16(float *y, const float *x, int R, int K, const uint16_t *W, const float *b, int N) {
-    for (int r0 = 0; r0 < R; r0 += 4) {
+    for (int r0 = 0; r0 < R; r0 += 8) {                /* 8 rows per pass over the weights */
         mv_job j = { .type = MV_BF16, .y = y + (size_t)r0 * N, .x = x + (size_t)r0 * K, .W = W, .b = b,
-                     .R = R - r0 < 4 ? R - r0 : 4, .K = K, .N = N };
+                     .R = R - r0 < 8 ? R - r0 : 8, .K = K, .N = N };
         mv_run(&j, (size_t)N * K * 2);
     }
 }

@@ -63,6 +63,10 @@ typedef struct { size_t off; const char *fmt; int rows, cols; } spec;  /* cols 0
 #define OL(f) offsetof(opt_layer, f)
 enum { S_D = -1, S_F = -2 };
 enum { WCHUNK = 256 };            /* BF16 mode: weight rows converted per sgemm in a prefill */
+/* BF16 mode: up to this many rows stream the BF16 weights (8 rows per pass,
+ * faster than widening them for sgemm at these sizes: bench prefill of 40
+ * rows 9.1 -> see README); longer prefills widen WCHUNK rows for sgemm. */
+enum { BF16_MATVEC_ROWS = 64 };
 
 static qf_status get(qf_st *st, const char *name, int64_t r, int64_t c, const float **out) {
     int64_t shape[2] = { r, c };
@@ -289,12 +293,12 @@ qf_status qf_opt_cache_reorder(qf_opt_cache *c, const int *src, int n) {
 
 /* y[R, N] = x[R, K] @ W^T + b. float32: sgemm or matvec (qf_linear); int8:
  * the W8A8 matrix-vector kernel, 8 rows per pass over the weights; BF16:
- * few rows stream the weights directly, more rows convert WCHUNK weight
- * rows at a time to float32 (c->wbuf) for sgemm. */
+ * up to BF16_MATVEC_ROWS rows stream the weights directly (8 per pass), more
+ * rows convert WCHUNK weight rows at a time to float32 (c->wbuf) for sgemm. */
 static void lin(qf_opt_cache *c, float *y, const float *x, int R, int K, const wmat *w, const float *b, int N) {
     if (w->f) { qf_linear(y, x, R, K, w->f, b, N); return; }
     if (w->q) { qf_cpu_matvec_i8(y, x, R, K, w->q, w->scale, w->sum, b, N, c->xbuf); return; }
-    if (R <= 4) { qf_cpu_matvec_bf16(y, x, R, K, w->h, b, N); return; }
+    if (R <= BF16_MATVEC_ROWS) { qf_cpu_matvec_bf16(y, x, R, K, w->h, b, N); return; }
     for (int o0 = 0; o0 < N; o0 += WCHUNK) {
         int n = N - o0 < WCHUNK ? N - o0 : WCHUNK;
         qf_cpu_bf16_to_f32(c->wbuf, w->h + (size_t)o0 * K, (size_t)n * K);
