@@ -735,6 +735,20 @@ qf_status qf_st_get_f32(qf_st *st, const char *name, int n_dim, const int64_t *s
     return QF_OK;
 }
 
+void qf_st_release(const qf_st *st, const char *name) {
+    const qf_st_tensor *t = qf_st_find(st, name);
+    if (!t || !t->n_bytes) return;
+    const uint8_t *d = t->data;
+    for (size_t i = 0; i < st->n_files; i++) {
+        const st_file *f = &st->files[i];
+        if (!f->map || d < f->map || d >= f->map + f->map_len) continue;   /* not mmapped here */
+        uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t a = ((uintptr_t)d + pg - 1) & ~(pg - 1), e = ((uintptr_t)d + t->n_bytes) & ~(pg - 1);
+        if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);   /* advice: failure is harmless */
+        return;
+    }
+}
+
 qf_status qf_st_read_f32(const qf_st *st, const char *name, int n_dim, const int64_t *shape,
                          int64_t first, int64_t count, float *dst) {
     const qf_st_tensor *t;

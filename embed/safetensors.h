@@ -85,6 +85,13 @@ qf_status qf_st_get_f32(qf_st *st, const char *name, int n_dim, const int64_t *s
 qf_status qf_st_read_f32(const qf_st *st, const char *name, int n_dim, const int64_t *shape,
                          int64_t first, int64_t count, float *dst);
 
+/* Drops the resident pages of tensor `name` from this process (madvise
+ * MADV_DONTNEED on the pages wholly inside it) when it lives in an mmapped
+ * file: for callers that converted it into another format and no longer
+ * read it. A later read faults the same bytes back in from the file. No-op
+ * for tensors held in memory (qf_st_from_memory) or absent. */
+void qf_st_release(const qf_st *st, const char *name);
+
 /* Typed raw view of tensor `name`, whose dtype must be exactly `dtype`
  * (QF_ERR_SHAPE otherwise) and shape as for qf_st_get_f32 (QF_ERR_MISSING
  * if absent). The data is aligned for its dtype (copied once if the file

@@ -122,6 +122,7 @@ static qf_status get_mat(qf_opt *m, qf_st *st, const char *name, int64_t r, int6
     }
     qf_free(buf);
     if (s) return s;
+    qf_st_release(st, name);                /* the float32 pages are not read again */
     if (m->wtype == QF_OPT_BF16) w->h = dst;
     else { w->q = q; w->scale = scale; w->sum = sum; }
     return QF_OK;

@@ -767,6 +767,60 @@ static void test_alloc_fail(void) {
     qf_st_close(st);
 }
 
+/* RssFile of this process in kB (-1 if unknown). */
+static long rss_file_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "RssFile:", 8)) kb = strtol(line + 8, NULL, 10);
+    if (f) fclose(f);
+    return kb;
+}
+
+/* qf_st_release drops a mapped tensor's pages; reading it again gives the
+ * same bytes (faulted back from the file), and tensors held in memory are
+ * left alone. Also qf_st_read_f32 ranges against qf_st_get_f32. */
+static void test_release_and_read(void) {
+    qf_st *st = NULL;
+    CU_ASSERT_EQUAL_FATAL(qf_st_open(qf_fixture("tiny-blip2-opt"), &st), QF_OK);
+    const char *name = "language_model.model.decoder.embed_tokens.weight";   /* ~6 MB, F16 in the file */
+    const qf_st_tensor *t = qf_st_find(st, name);
+    CU_ASSERT_FATAL(t != NULL);
+    size_t n = (size_t)t->n_elem;
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    const float *f;
+    CU_ASSERT_EQUAL_FATAL(qf_st_get_f32(st, name, t->n_dim, t->shape, &f), QF_OK);
+    CU_ASSERT_EQUAL(qf_st_read_f32(st, name, t->n_dim, t->shape, 0, (int64_t)n, a), QF_OK);
+    CU_ASSERT(memcmp(a, f, n * sizeof *a) == 0);
+    CU_ASSERT_EQUAL(qf_st_read_f32(st, name, t->n_dim, t->shape, 1000, 500, b), QF_OK);
+    CU_ASSERT(memcmp(b, f + 1000, 500 * sizeof *b) == 0);
+    CU_ASSERT_EQUAL(qf_st_read_f32(st, name, t->n_dim, t->shape, (int64_t)n - 10, 11, b), QF_ERR_ARG);
+    const uint8_t *raw = t->data;
+    uint8_t *copy = malloc(t->n_bytes);
+    memcpy(copy, raw, t->n_bytes);                          /* every page resident */
+    long before = rss_file_kb();
+    qf_st_release(st, name);
+    long after = rss_file_kb();
+    fprintf(stderr, "\nqf_st_release: RssFile %ld -> %ld kB (tensor %zu kB)\n", before, after, t->n_bytes >> 10);
+    if (before >= 0) CU_ASSERT(before - after >= (long)(t->n_bytes >> 10) / 2);
+    CU_ASSERT(memcmp(copy, raw, t->n_bytes) == 0);          /* refaulted from the file */
+    qf_st_release(st, "no.such.tensor");
+    qf_st_close(st);
+
+    float mem[4096];
+    for (int i = 0; i < 4096; i++) mem[i] = (float)i;
+    int64_t shape[1] = { 4096 };
+    qf_st_item it = { "x", QF_DT_F32, 1, shape, mem };
+    CU_ASSERT_EQUAL_FATAL(qf_st_from_memory("mem", &it, 1, &st), QF_OK);
+    qf_st_release(st, "x");                                  /* not mapped: untouched */
+    int same = 1;
+    for (int i = 0; i < 4096; i++) same &= mem[i] == (float)i;
+    CU_ASSERT(same);
+    qf_st_close(st);
+    free(a); free(b); free(copy);
+}
+
 static void test_dtype_names(void) {
     CU_ASSERT_STRING_EQUAL(qf_dtype_name(QF_DT_BF16), "BF16");
     CU_ASSERT_STRING_EQUAL(qf_dtype_name(QF_DT_COUNT), "?");
@@ -779,6 +833,7 @@ static void test_dtype_names(void) {
 }
 
 static CU_TestInfo tests[] = {
+    { "release_and_read", test_release_and_read },
     { "dtype_names", test_dtype_names },
     { "roundtrip", test_roundtrip },
     { "unaligned", test_unaligned },
