@@ -20,6 +20,7 @@
 #include <string.h>
 
 enum { TASK_ROWS = 64 };                    /* output rows per task */
+enum { PF_AHEAD = 1024 };                   /* BF16: bytes of a weight row prefetched ahead */
 
 static int portable;                        /* qf_cpu_set_portable */
 
@@ -165,6 +166,10 @@ static inline void mv_bf16_avx512_body(float *y, const float *x, const int R, in
         for (int r = 0; r < R; r++) { a0[r] = _mm512_setzero_ps(); a1[r] = _mm512_setzero_ps(); }
         int k = 0;
         for (; k < K16; k += 16) {
+            if (R <= 2) {                       /* bandwidth-bound: run ahead (not when compute-bound) */
+                _mm_prefetch((const char *)(w0 + k) + PF_AHEAD, _MM_HINT_T0);
+                _mm_prefetch((const char *)(w1 + k) + PF_AHEAD, _MM_HINT_T0);
+            }
             __m512 v0 = bf16x16(_mm256_loadu_si256((const __m256i *)(w0 + k)));
             __m512 v1 = bf16x16(_mm256_loadu_si256((const __m256i *)(w1 + k)));
             for (int r = 0; r < R; r++) {
