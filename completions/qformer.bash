@@ -69,7 +69,7 @@ _qformer_value() {
     "pull --endpoint") echo "none" ;;
     "pull --retries") echo "none" ;;
     "bench --threads") echo "none" ;;
-    "bench --dtype") echo "choice:f32 bf16 int8" ;;
+    "bench --dtype") echo "choice:auto f32 bf16 int8" ;;
     "bench --only") echo "choice:embed text itm opt" ;;
     "bench --repeat") echo "none" ;;
     "bench --decode-tokens") echo "none" ;;

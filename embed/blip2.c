@@ -7,6 +7,7 @@
  * arena, reset at the start of every public forward call. */
 #include "embed/blip2.h"
 
+#include "embed/gemm_dnnl.h"
 #include "embed/kernels_cpu.h"
 
 #include "embed/ops.h"
@@ -27,7 +28,8 @@ typedef struct {
     const float *ln2_w, *ln2_b;     /* layer_norm2                  [Dv]      */
     const float *fc1_w, *fc1_b;     /* mlp.fc1                      [Iv, Dv]  */
     const float *fc2_w, *fc2_b;     /* mlp.fc2                      [Dv, Iv]  */
-    uint16_t    *qkv_h, *proj_h, *fc1_h, *fc2_h;   /* QF_BLIP2_VISION_BF16: BF16 copies */
+    uint16_t    *qkv_h, *proj_h, *fc1_h, *fc2_h;   /* QF_BLIP2_VISION_BF16: BF16 copies ... */
+    qf_dnnl_mat *qkv_d, *proj_d, *fc1_d, *fc2_d;   /* ... or oneDNN's (native BF16 CPUs)   */
 } vit_layer;
 
 typedef struct {
@@ -219,17 +221,26 @@ static qf_status load_vit_qkv_bias(qf_blip2 *m, loader *ld, int l) {
 /* FNV-1a 64 over every tensor's name, dtype, shape and sampled bytes of its
  * data (first/last 4 KiB and 16 strided 256-byte slices): identifies a
  * checkpoint without reading gigabytes. */
-/* BF16 copies of a ViT layer's matrices (rounded to nearest even). */
-static qf_status vit_layer_bf16(vit_layer *L, const qf_blip2_config *c) {
-    size_t D = (size_t)c->vision.hidden_size, I = (size_t)c->vision.intermediate_size;
-    struct { const float *f; uint16_t **h; size_t n; } mats[4] = {
-        { L->qkv_w, &L->qkv_h, 3 * D * D }, { L->proj_w, &L->proj_h, D * D },
-        { L->fc1_w, &L->fc1_h, I * D }, { L->fc2_w, &L->fc2_h, D * I },
+/* BF16 copies of a ViT layer's matrices (rounded to nearest even); with
+ * oneDNN (native BF16 CPUs) they go into its layout and the copies are freed. */
+static qf_status vit_layer_bf16(vit_layer *L, const qf_blip2_config *c, int onednn) {
+    int D = c->vision.hidden_size, I = c->vision.intermediate_size;
+    int g = c->vision.image_size / c->vision.patch_size, M = 1 + g * g;
+    struct { const float *f; uint16_t **h; qf_dnnl_mat **d; int n, k; } mats[4] = {
+        { L->qkv_w, &L->qkv_h, &L->qkv_d, 3 * D, D }, { L->proj_w, &L->proj_h, &L->proj_d, D, D },
+        { L->fc1_w, &L->fc1_h, &L->fc1_d, I, D }, { L->fc2_w, &L->fc2_h, &L->fc2_d, D, I },
     };
     for (int i = 0; i < 4; i++) {
-        if (!(*mats[i].h = qf_malloc(mats[i].n * sizeof(uint16_t))))
+        size_t n = (size_t)mats[i].n * (size_t)mats[i].k;
+        if (!(*mats[i].h = qf_malloc(n * sizeof(uint16_t))))
             return qf_errorf(QF_ERR_NOMEM, "out of memory converting the ViT to BF16");
-        qf_cpu_f32_to_bf16(*mats[i].h, mats[i].f, mats[i].n);
+        qf_cpu_f32_to_bf16(*mats[i].h, mats[i].f, n);
+        if (onednn) {
+            qf_status s = qf_dnnl_mat_create(*mats[i].h, mats[i].n, mats[i].k, M, mats[i].d);
+            qf_free(*mats[i].h);
+            *mats[i].h = NULL;
+            if (s) return s;
+        }
     }
     return QF_OK;
 }
@@ -322,7 +333,8 @@ qf_status qf_blip2_init(const qf_blip2_config *cfg, struct qf_st *st, int parts,
         for (int l = 0; l < nl; l++) {
             if ((s = LOAD(&ld, &m->vit[l], vit_layer_specs, l, NULL, 0))) goto fail;
             if ((s = load_vit_qkv_bias(m, &ld, l))) goto fail;
-            if (parts & QF_BLIP2_VISION_BF16 && (s = vit_layer_bf16(&m->vit[l], c))) goto fail;
+            if (parts & QF_BLIP2_VISION_BF16 && (s = vit_layer_bf16(&m->vit[l], c, qf_dnnl_bf16_preferred())))
+                goto fail;
         }
     }
     if (parts & QF_BLIP2_QFORMER) {
@@ -372,6 +384,8 @@ void qf_blip2_free(qf_blip2 *m) {
         for (int l = 0; l < m->cfg.vision.num_hidden_layers; l++) {
             qf_free(m->vit[l].qkv_h); qf_free(m->vit[l].proj_h);
             qf_free(m->vit[l].fc1_h); qf_free(m->vit[l].fc2_h);
+            qf_dnnl_mat_free(m->vit[l].qkv_d); qf_dnnl_mat_free(m->vit[l].proj_d);
+            qf_dnnl_mat_free(m->vit[l].fc1_d); qf_dnnl_mat_free(m->vit[l].fc2_d);
         }
     qf_free(m->owned_qkv_b);
     qf_free(m->vit);
@@ -381,7 +395,9 @@ void qf_blip2_free(qf_blip2 *m) {
 }
 
 const qf_blip2_config *qf_blip2_get_config(const qf_blip2 *m) { return &m->cfg; }
-int qf_blip2_vision_is_bf16(const qf_blip2 *m) { return m->vit && m->vit[0].qkv_h; }
+int qf_blip2_vision_is_bf16(const qf_blip2 *m) {
+    return m->vit && (m->vit[0].qkv_h || m->vit[0].qkv_d) ? (m->vit[0].qkv_d ? 2 : 1) : 0;
+}
 int qf_blip2_n_query(const qf_blip2 *m) { return m->cfg.num_query_tokens; }
 int qf_blip2_embed_dim(const qf_blip2 *m) { return m->cfg.image_text_hidden_size; }
 int qf_blip2_n_vis(const qf_blip2 *m) {
@@ -401,7 +417,7 @@ qf_status qf_blip2_state_init(const qf_blip2 *m, qf_blip2_state **out) {
     if (!s) return qf_errorf(QF_ERR_NOMEM, "out of memory allocating a model state");
     qf_status st = qf_arena_init(&s->arena, m->arena_bytes);
     if (st) { qf_free(s); return st; }
-    if (qf_blip2_vision_is_bf16(m)) {
+    if (qf_blip2_vision_is_bf16(m) == 1) {      /* the sgemm engine widens weights here */
         size_t D = (size_t)m->cfg.vision.hidden_size, I = (size_t)m->cfg.vision.intermediate_size;
         s->bf16_w = qf_malloc((3 * D > I ? 3 * D : I) * D * sizeof(float));
         if (!s->bf16_w) {
@@ -429,12 +445,21 @@ void qf_blip2_state_free(qf_blip2_state *s) {
  * widened to float32 (exact), so sgemm computes the BF16 products exactly
  * and accumulates in float32 - the arithmetic of a native BF16 dot-product
  * instruction, on CPUs without one. */
-static void vit_linear(qf_blip2_state *s, float *xr, float *y, const float *x, int n, int in,
-                       const float *wf, const uint16_t *wh, const float *b, int out) {
-    if (!wh) { qf_linear(y, x, n, in, wf, b, out); return; }
+static qf_status vit_linear(qf_blip2_state *s, float *xr, float *y, const float *x, int n, int in,
+                            const float *wf, const uint16_t *wh, const qf_dnnl_mat *wd, const float *b, int out) {
+    if (wd) {                                       /* oneDNN: x as BF16 into xr's storage */
+        uint16_t *xh = (uint16_t *)xr;
+        qf_cpu_f32_to_bf16(xh, x, (size_t)n * in);
+        qf_status st = qf_dnnl_matmul(wd, xh, y);
+        if (st) return st;
+        if (b) for (int r = 0; r < n; r++) qf_add(y + (size_t)r * out, b, (size_t)out);
+        return QF_OK;
+    }
+    if (!wh) { qf_linear(y, x, n, in, wf, b, out); return QF_OK; }
     qf_cpu_round_bf16(xr, x, (size_t)n * in);
     qf_cpu_bf16_to_f32(s->bf16_w, wh, (size_t)out * in);
     qf_linear(y, xr, n, in, s->bf16_w, b, out);
+    return QF_OK;
 }
 
 static qf_status vision_forward(const qf_blip2 *m, qf_blip2_state *s, const float *pixels, float *vis) {
@@ -451,7 +476,7 @@ static qf_status vision_forward(const qf_blip2 *m, qf_blip2_state *s, const floa
     ALLOC(mlp, (size_t)N * I);
     ALLOC(scores, (size_t)N * N);
     float *xr = NULL;                               /* BF16-rounded GEMM inputs */
-    if (s->bf16_w) ALLOC(xr, (size_t)N * I);
+    if (qf_blip2_vision_is_bf16(m)) ALLOC(xr, (size_t)N * I);
 
     /* patch_embedding = Conv2d(3, D, P, stride P): im2col then one GEMM.
      * patches[p, (ch, ky, kx)] with p = py * g + px, matching weight [D, 3, P, P]. */
@@ -473,16 +498,16 @@ static qf_status vision_forward(const qf_blip2 *m, qf_blip2_state *s, const floa
         const vit_layer *L = &m->vit[l];
         /* x = x + projection(attn(qkv(layer_norm1(x)))) */
         qf_layernorm(t, x, N, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
-        vit_linear(s, xr, qkv, t, N, D, L->qkv_w, L->qkv_h, L->qkv_b, 3 * D);
+        if ((st = vit_linear(s, xr, qkv, t, N, D, L->qkv_w, L->qkv_h, L->qkv_d, L->qkv_b, 3 * D))) return st;
         qf_attention(ctx, D, qkv, 3 * D, qkv + D, 3 * D, qkv + 2 * D, 3 * D, N, N, H, dh,
                      scale, NULL, 0, 0, scores);
-        vit_linear(s, xr, t, ctx, N, D, L->proj_w, L->proj_h, L->proj_b, D);
+        if ((st = vit_linear(s, xr, t, ctx, N, D, L->proj_w, L->proj_h, L->proj_d, L->proj_b, D))) return st;
         qf_add(x, t, (size_t)N * D);
         /* x = x + fc2(gelu(fc1(layer_norm2(x)))) */
         qf_layernorm(t, x, N, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
-        vit_linear(s, xr, mlp, t, N, D, L->fc1_w, L->fc1_h, L->fc1_b, I);
+        if ((st = vit_linear(s, xr, mlp, t, N, D, L->fc1_w, L->fc1_h, L->fc1_d, L->fc1_b, I))) return st;
         qf_gelu(mlp, (size_t)N * I);
-        vit_linear(s, xr, t, mlp, N, I, L->fc2_w, L->fc2_h, L->fc2_b, D);
+        if ((st = vit_linear(s, xr, t, mlp, N, I, L->fc2_w, L->fc2_h, L->fc2_d, L->fc2_b, D))) return st;
         qf_add(x, t, (size_t)N * D);
     }
     /* last_hidden_state = post_layernorm(x) */

@@ -29,11 +29,14 @@ enum {
      * the residual stream and the Q-Former stay float32. Features differ
      * from the F32 model's by ~1e-3 (tests/unit/test_blip2_bf16.c). The
      * products are computed by sgemm on BF16 values widened to float32 (exact),
-     * so this path has the numerics of a native BF16 kernel but not its speed. */
+     * so this path has the numerics of a native BF16 kernel but not its speed;
+     * on CPUs with AVX512_BF16 / AMX the products go through oneDNN. */
     QF_BLIP2_VISION_BF16 = 8,
 };
 
-/* 1 when m holds its ViT matrices as BF16. */
+/* 0: F32 ViT; 1: BF16 on sgemm (widened, exact products); 2: BF16 through
+ * oneDNN (CPUs with AVX512_BF16 / AMX, or QF_BF16_ENGINE=onednn; see
+ * embed/gemm_dnnl.h). */
 int qf_blip2_vision_is_bf16(const qf_blip2 *m);
 
 /* Loads the parts in `parts` from `model_dir`; weights stay mmapped. */

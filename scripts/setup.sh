@@ -13,7 +13,7 @@ PKGS=(build-essential cmake pkg-config git ca-certificates
       libpng-dev libjpeg62-turbo-dev libcunit1-dev
       openmpi-bin libopenmpi-dev libjansson-dev libutf8proc-dev
       libcurl4-openssl-dev libssl-dev python3 python3-numpy
-      clang libclang-rt-dev chromium groff-base)
+      clang libclang-rt-dev chromium groff-base libdnnl-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do

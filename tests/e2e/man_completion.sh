@@ -96,7 +96,7 @@ expect "--quiet" qformer --qu
 expect "--format" qformer search --fo
 expect "html json table" qformer search --format ""
 expect "json" qformer caption --format j
-expect "bf16 f32 int8" qformer bench --dtype ""
+expect "auto bf16 f32 int8" qformer bench --dtype ""
 expect "bf16 f32" qformer embed --dtype ""
 expect "bf16 f32 int8" qformer caption --dtype ""
 expect "int8" qformer search --caption-dtype i

@@ -3,7 +3,8 @@
  * pixel values of every fixture image, the ITC image features are within
  * 1e-2 of the F32 model's (and not identical to them: the BF16 path really
  * ran), and for every fixture text the images rank in the same order by
- * ITC score (the fixture has 6 images: the whole top-10). */
+ * ITC score (the fixture has 6 images: the whole top-10). Both engines:
+ * sgemm on widened BF16 values and oneDNN's BF16 matmul. */
 #include "embed/blip2.h"
 #include "embed/safetensors.h"
 #include "tests/testutil.h"
@@ -23,15 +24,18 @@ static void rank(const float *score, int n, int *order) {
         }
 }
 
-static void test_vision_bf16(void) {
+/* engine: "sgemm" (BF16 widened to float32 for sgemm) or "onednn" (oneDNN's
+ * BF16 matmul: native on AVX512_BF16 / AMX CPUs, emulated elsewhere). */
+static void check_vision_bf16(const char *engine) {
     const char *dir = qf_fixture("tiny-blip2-itm");
+    setenv("QF_BF16_ENGINE", engine, 1);
     qf_blip2 *m32 = NULL, *m16 = NULL;
     qf_blip2_state *s32 = NULL, *s16 = NULL;
     qf_st *ex = NULL;
     CU_ASSERT_FATAL(qf_blip2_load(dir, QF_BLIP2_ALL, &m32) == QF_OK);
     CU_ASSERT_FATAL(qf_blip2_load(dir, QF_BLIP2_ALL | QF_BLIP2_VISION_BF16, &m16) == QF_OK);
     CU_ASSERT(!qf_blip2_vision_is_bf16(m32));
-    CU_ASSERT(qf_blip2_vision_is_bf16(m16));
+    CU_ASSERT_EQUAL(qf_blip2_vision_is_bf16(m16), strcmp(engine, "onednn") ? 1 : 2);
     CU_ASSERT_FATAL(qf_blip2_state_init(m32, &s32) == QF_OK);
     CU_ASSERT_FATAL(qf_blip2_state_init(m16, &s16) == QF_OK);
     char path[4096];
@@ -59,7 +63,7 @@ static void test_vision_bf16(void) {
     }
     double max_diff = 0;
     for (size_t i = 0; i < (size_t)n_img * Q * E; i++) max_diff = fmax(max_diff, fabs(f16[i] - f32[i]));
-    fprintf(stderr, "\nBF16 vision: max |feature difference| %.2e over %d images\n", max_diff, n_img);
+    fprintf(stderr, "\nBF16 vision (%s): max |feature difference| %.2e over %d images\n", engine, max_diff, n_img);
     CU_ASSERT(max_diff <= 1e-2);
     CU_ASSERT(max_diff > 0);                     /* the BF16 arithmetic was used */
 
@@ -76,17 +80,22 @@ static void test_vision_bf16(void) {
         rank(sc16, n_img, o16);
         same_order += !memcmp(o32, o16, sizeof(int) * n_img);
     }
-    fprintf(stderr, "BF16 vision: same image ranking for %d of %d texts\n", same_order, n_txt);
+    fprintf(stderr, "BF16 vision (%s): same image ranking for %d of %d texts\n", engine, same_order, n_txt);
     CU_ASSERT_EQUAL(same_order, n_txt);
 
     free(f32); free(f16); free(tf);
     qf_st_close(ex);
     qf_blip2_state_free(s32); qf_blip2_state_free(s16);
     qf_blip2_free(m32); qf_blip2_free(m16);
+    unsetenv("QF_BF16_ENGINE");
 }
 
+static void test_vision_bf16_sgemm(void) { check_vision_bf16("sgemm"); }
+static void test_vision_bf16_onednn(void) { check_vision_bf16("onednn"); }
+
 static CU_TestInfo tests[] = {
-    { "vision_bf16", test_vision_bf16 },
+    { "vision_bf16_sgemm", test_vision_bf16_sgemm },
+    { "vision_bf16_onednn", test_vision_bf16_onednn },
     CU_TEST_INFO_NULL,
 };
 
