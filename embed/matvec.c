@@ -194,11 +194,43 @@ static inline void mv_bf16_avx512_body(float *y, const float *x, const int R, in
     }
 }
 
+/* One activation row (a decode step): four weight rows per step, four
+ * streams in flight per thread. o1 - o0 must be a multiple of 4. */
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void mv_bf16_avx512_r1x4(float *y, const float *x, int K, const uint16_t *W, const float *b, int o0, int o1) {
+    const int K16 = K & ~15;
+    const __mmask16 tail = (__mmask16)((1u << (K - K16)) - 1);
+    for (int o = o0; o < o1; o += 4) {
+        const uint16_t *w[4] = { W + (size_t)o * K, W + (size_t)(o + 1) * K, W + (size_t)(o + 2) * K,
+                                 W + (size_t)(o + 3) * K };
+        __m512 a[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+        int k = 0;
+        for (; k < K16; k += 16) {
+            __m512 xv = _mm512_loadu_ps(x + k);
+            for (int i = 0; i < 4; i++) {
+                _mm_prefetch((const char *)(w[i] + k) + PF_AHEAD, _MM_HINT_T0);
+                a[i] = _mm512_fmadd_ps(bf16x16(_mm256_loadu_si256((const __m256i *)(w[i] + k))), xv, a[i]);
+            }
+        }
+        if (tail) {
+            __m512 xv = _mm512_maskz_loadu_ps(tail, x + k);
+            for (int i = 0; i < 4; i++)
+                a[i] = _mm512_fmadd_ps(bf16x16(_mm256_maskz_loadu_epi16(tail, w[i] + k)), xv, a[i]);
+        }
+        for (int i = 0; i < 4; i++) y[o + i] = _mm512_reduce_add_ps(a[i]) + (b ? b[o + i] : 0.0f);
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl")))
 static void mv_bf16_avx512(float *y, const float *x, int R, int K, const uint16_t *W, const float *b,
                            int N, int o0, int o1) {
     switch (R) {
-    case 1: mv_bf16_avx512_body(y, x, 1, K, W, b, N, o0, o1); break;
+    case 1: {
+        int o4 = o0 + ((o1 - o0) & ~3);
+        mv_bf16_avx512_r1x4(y, x, K, W, b, o0, o4);
+        if (o4 < o1) mv_bf16_avx512_body(y, x, 1, K, W, b, N, o4, o1);
+        break;
+    }
     case 2: mv_bf16_avx512_body(y, x, 2, K, W, b, N, o0, o1); break;
     case 3: mv_bf16_avx512_body(y, x, 3, K, W, b, N, o0, o1); break;
     case 4: mv_bf16_avx512_body(y, x, 4, K, W, b, N, o0, o1); break;

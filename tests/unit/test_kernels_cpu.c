@@ -70,7 +70,7 @@ static void check_matvec(int R, int K, int N, int bf16) {
 
 static void test_matvec(void) {
     static const int shapes[][3] = { { 1, 2560, 300 }, { 3, 37, 70 }, { 4, 100, 129 }, { 2, 16, 1 },
-                                     { 1, 10240, 64 }, { 6, 48, 33 } };
+                                     { 1, 10240, 64 }, { 6, 48, 33 }, { 1, 33, 7 }, { 1, 70, 131 } };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         for (int bf16 = 0; bf16 < 2; bf16++) check_matvec(shapes[i][0], shapes[i][1], shapes[i][2], bf16);
     /* qf_linear's few-row path agrees with sgemm */
