@@ -32,53 +32,6 @@ static int n_threads_for(size_t weight_bytes) {
 
 /* ---- float32 ------------------------------------------------------------------ */
 
-/* Rows o0..o1 of y[r, o] = x[r] . W[o] (+ b[o]); R a constant after inlining. */
-__attribute__((target("avx512f"), always_inline))
-static inline void mv_f32_avx512_body(float *y, const float *x, const int R, int K, const float *W,
-                                      const float *b, int N, int o0, int o1) {
-    const int K16 = K & ~15;
-    const __mmask16 tail = (__mmask16)((1u << (K - K16)) - 1);
-    int o = o0;
-    for (; o < o1; o += 2) {
-        const int two = o + 1 < o1;
-        const float *w0 = W + (size_t)o * K, *w1 = two ? w0 + K : w0;
-        __m512 a0[4], a1[4];
-        for (int r = 0; r < R; r++) { a0[r] = _mm512_setzero_ps(); a1[r] = _mm512_setzero_ps(); }
-        int k = 0;
-        for (; k < K16; k += 16) {
-            __m512 v0 = _mm512_loadu_ps(w0 + k), v1 = _mm512_loadu_ps(w1 + k);
-            for (int r = 0; r < R; r++) {
-                __m512 xv = _mm512_loadu_ps(x + (size_t)r * K + k);
-                a0[r] = _mm512_fmadd_ps(v0, xv, a0[r]);
-                a1[r] = _mm512_fmadd_ps(v1, xv, a1[r]);
-            }
-        }
-        if (tail) {
-            __m512 v0 = _mm512_maskz_loadu_ps(tail, w0 + k), v1 = _mm512_maskz_loadu_ps(tail, w1 + k);
-            for (int r = 0; r < R; r++) {
-                __m512 xv = _mm512_maskz_loadu_ps(tail, x + (size_t)r * K + k);
-                a0[r] = _mm512_fmadd_ps(v0, xv, a0[r]);
-                a1[r] = _mm512_fmadd_ps(v1, xv, a1[r]);
-            }
-        }
-        for (int r = 0; r < R; r++) {
-            y[(size_t)r * N + o] = _mm512_reduce_add_ps(a0[r]) + (b ? b[o] : 0.0f);
-            if (two) y[(size_t)r * N + o + 1] = _mm512_reduce_add_ps(a1[r]) + (b ? b[o + 1] : 0.0f);
-        }
-    }
-}
-
-__attribute__((target("avx512f")))
-static void mv_f32_avx512(float *y, const float *x, int R, int K, const float *W, const float *b,
-                          int N, int o0, int o1) {
-    switch (R) {
-    case 1: mv_f32_avx512_body(y, x, 1, K, W, b, N, o0, o1); break;
-    case 2: mv_f32_avx512_body(y, x, 2, K, W, b, N, o0, o1); break;
-    case 3: mv_f32_avx512_body(y, x, 3, K, W, b, N, o0, o1); break;
-    default: mv_f32_avx512_body(y, x, 4, K, W, b, N, o0, o1); break;
-    }
-}
-
 __attribute__((target("avx2,fma")))
 static void mv_f32_avx2(float *y, const float *x, int R, int K, const float *W, const float *b,
                         int N, int o0, int o1) {
@@ -116,12 +69,17 @@ static void mv_f32_c(float *y, const float *x, int R, int K, const float *W, con
 
 /* ---- BF16 ---------------------------------------------------------------------- */
 
+/* float32 bits -> BF16 bits, round to nearest even; NaN stays (quiet) NaN. */
+static inline uint16_t bf16_bits(uint32_t b) {
+    if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) return (uint16_t)((b >> 16) | 0x40u);
+    return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
 void qf_cpu_f32_to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) {
         uint32_t b;
         memcpy(&b, &src[i], 4);
-        if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) dst[i] = (uint16_t)((b >> 16) | 0x40u); /* NaN stays NaN */
-        else dst[i] = (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);   /* round to nearest even */
+        dst[i] = bf16_bits(b);
     }
 }
 
@@ -136,8 +94,8 @@ void qf_cpu_round_bf16(float *restrict dst, const float *restrict src, size_t n)
     for (size_t i = 0; i < n; i++) {
         uint32_t b;
         memcpy(&b, &src[i], 4);
-        if ((b & 0x7f800000u) != 0x7f800000u) b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
-        memcpy(&dst[i], &b, 4);                 /* inf / NaN kept as they are */
+        b = (uint32_t)bf16_bits(b) << 16;
+        memcpy(&dst[i], &b, 4);
     }
 }
 
@@ -154,24 +112,36 @@ static inline __m512 bf16x16(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* 16 weights from row w at k as floats: float32 (bf16 = 0) or BF16 (1);
+ * masked loads for a tail. bf16 is a constant after inlining. */
 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
-static inline void mv_bf16_avx512_body(float *y, const float *x, const int R, int K, const uint16_t *W,
-                                       const float *b, int N, int o0, int o1) {
-    const int K16 = K & ~15;
-    const __mmask16 tail = (__mmask16)((1u << (K - K16)) - 1);
+static inline __m512 load_w16(const void *w, int k, const int bf16, __mmask16 m) {
+    if (m == 0xffff)                                /* a constant for the full chunks */
+        return bf16 ? bf16x16(_mm256_loadu_si256((const __m256i *)((const uint16_t *)w + k)))
+                    : _mm512_loadu_ps((const float *)w + k);
+    if (bf16) return bf16x16(_mm256_maskz_loadu_epi16(m, (const uint16_t *)w + k));
+    return _mm512_maskz_loadu_ps(m, (const float *)w + k);
+}
+
+/* Rows o0..o1 of y[r, o] = x[r] . W[o] (+ b[o]) with float32 or BF16 weights;
+ * R and bf16 are constants after inlining. */
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline))
+static inline void mv_avx512_body(float *y, const float *x, const int R, int K, const void *W, const int bf16,
+                                  const float *b, int N, int o0, int o1) {
+    const int K16 = K & ~15, esz = bf16 ? 2 : 4;
+    const __mmask16 all = 0xffff, tail = (__mmask16)((1u << (K - K16)) - 1);
     for (int o = o0; o < o1; o += 2) {
         const int two = o + 1 < o1;
-        const uint16_t *w0 = W + (size_t)o * K, *w1 = two ? w0 + K : w0;
+        const char *w0 = (const char *)W + (size_t)o * K * esz, *w1 = two ? w0 + (size_t)K * esz : w0;
         __m512 a0[8], a1[8];
         for (int r = 0; r < R; r++) { a0[r] = _mm512_setzero_ps(); a1[r] = _mm512_setzero_ps(); }
         int k = 0;
         for (; k < K16; k += 16) {
-            if (R <= 2) {                       /* bandwidth-bound: run ahead (not when compute-bound) */
-                _mm_prefetch((const char *)(w0 + k) + PF_AHEAD, _MM_HINT_T0);
-                _mm_prefetch((const char *)(w1 + k) + PF_AHEAD, _MM_HINT_T0);
+            if (bf16 && R <= 2) {               /* bandwidth-bound: run ahead (not when compute-bound) */
+                _mm_prefetch(w0 + (size_t)k * 2 + PF_AHEAD, _MM_HINT_T0);
+                _mm_prefetch(w1 + (size_t)k * 2 + PF_AHEAD, _MM_HINT_T0);
             }
-            __m512 v0 = bf16x16(_mm256_loadu_si256((const __m256i *)(w0 + k)));
-            __m512 v1 = bf16x16(_mm256_loadu_si256((const __m256i *)(w1 + k)));
+            __m512 v0 = load_w16(w0, k, bf16, all), v1 = load_w16(w1, k, bf16, all);
             for (int r = 0; r < R; r++) {
                 __m512 xv = _mm512_loadu_ps(x + (size_t)r * K + k);
                 a0[r] = _mm512_fmadd_ps(v0, xv, a0[r]);
@@ -179,8 +149,7 @@ static inline void mv_bf16_avx512_body(float *y, const float *x, const int R, in
             }
         }
         if (tail) {
-            __m512 v0 = bf16x16(_mm256_maskz_loadu_epi16(tail, w0 + k));
-            __m512 v1 = bf16x16(_mm256_maskz_loadu_epi16(tail, w1 + k));
+            __m512 v0 = load_w16(w0, k, bf16, tail), v1 = load_w16(w1, k, bf16, tail);
             for (int r = 0; r < R; r++) {
                 __m512 xv = _mm512_maskz_loadu_ps(tail, x + (size_t)r * K + k);
                 a0[r] = _mm512_fmadd_ps(v0, xv, a0[r]);
@@ -222,22 +191,33 @@ static void mv_bf16_avx512_r1x4(float *y, const float *x, int K, const uint16_t 
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl")))
+static void mv_f32_avx512(float *y, const float *x, int R, int K, const float *W, const float *b,
+                          int N, int o0, int o1) {
+    switch (R) {                                    /* qf_cpu_matvec passes at most 4 rows */
+    case 1: mv_avx512_body(y, x, 1, K, W, 0, b, N, o0, o1); break;
+    case 2: mv_avx512_body(y, x, 2, K, W, 0, b, N, o0, o1); break;
+    case 3: mv_avx512_body(y, x, 3, K, W, 0, b, N, o0, o1); break;
+    default: mv_avx512_body(y, x, 4, K, W, 0, b, N, o0, o1); break;
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl")))
 static void mv_bf16_avx512(float *y, const float *x, int R, int K, const uint16_t *W, const float *b,
                            int N, int o0, int o1) {
     switch (R) {
-    case 1: {
+    case 1: {                                       /* decode: four weight rows per step */
         int o4 = o0 + ((o1 - o0) & ~3);
         mv_bf16_avx512_r1x4(y, x, K, W, b, o0, o4);
-        if (o4 < o1) mv_bf16_avx512_body(y, x, 1, K, W, b, N, o4, o1);
+        if (o4 < o1) mv_avx512_body(y, x, 1, K, W, 1, b, N, o4, o1);
         break;
     }
-    case 2: mv_bf16_avx512_body(y, x, 2, K, W, b, N, o0, o1); break;
-    case 3: mv_bf16_avx512_body(y, x, 3, K, W, b, N, o0, o1); break;
-    case 4: mv_bf16_avx512_body(y, x, 4, K, W, b, N, o0, o1); break;
-    case 5: mv_bf16_avx512_body(y, x, 5, K, W, b, N, o0, o1); break;
-    case 6: mv_bf16_avx512_body(y, x, 6, K, W, b, N, o0, o1); break;
-    case 7: mv_bf16_avx512_body(y, x, 7, K, W, b, N, o0, o1); break;
-    default: mv_bf16_avx512_body(y, x, 8, K, W, b, N, o0, o1); break;
+    case 2: mv_avx512_body(y, x, 2, K, W, 1, b, N, o0, o1); break;
+    case 3: mv_avx512_body(y, x, 3, K, W, 1, b, N, o0, o1); break;
+    case 4: mv_avx512_body(y, x, 4, K, W, 1, b, N, o0, o1); break;
+    case 5: mv_avx512_body(y, x, 5, K, W, 1, b, N, o0, o1); break;
+    case 6: mv_avx512_body(y, x, 6, K, W, 1, b, N, o0, o1); break;
+    case 7: mv_avx512_body(y, x, 7, K, W, 1, b, N, o0, o1); break;
+    default: mv_avx512_body(y, x, 8, K, W, 1, b, N, o0, o1); break;
     }
 }
 
