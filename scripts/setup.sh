@@ -13,7 +13,10 @@ PKGS=(build-essential cmake pkg-config git ca-certificates
       libpng-dev libjpeg62-turbo-dev libcunit1-dev
       openmpi-bin libopenmpi-dev libjansson-dev libutf8proc-dev
       libcurl4-openssl-dev libssl-dev python3 python3-numpy
-      clang libclang-rt-dev chromium groff-base libdnnl-dev)
+      clang libclang-rt-dev chromium groff-base libdnnl-dev
+      libwebp-dev libgif-dev libtiff-dev libheif-dev
+      libsentencepiece-dev libmicrohttpd-dev
+      python3-pil python3-sentencepiece)
 
 missing=()
 for p in "${PKGS[@]}"; do
