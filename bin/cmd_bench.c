@@ -11,7 +11,7 @@
 #include "embed/kernels_cpu.h"
 #include "embed/ops.h"
 #include "embed/safetensors.h"
-#include "query/opt.h"
+#include "embed/opt.h"
 
 #include <cblas.h>
 #include <getopt.h>

@@ -4,7 +4,7 @@
 
 #include "embed/hub.h"
 #include "index/export.h"
-#include "query/caption.h"
+#include "embed/caption.h"
 
 #include <getopt.h>
 #include <jansson.h>

@@ -12,7 +12,7 @@
 #include "embed/config.h"
 #include "embed/hub.h"
 #include "embed/safetensors.h"
-#include "query/opt.h"
+#include "embed/opt.h"
 
 #include "index/dbinfo.h"
 

@@ -8,7 +8,7 @@
 #include "embed/image.h"
 #include "index/store.h"
 #include "index/vindex.h"
-#include "query/caption.h"
+#include "embed/caption.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -4,8 +4,8 @@
  * the search are tested on their own. */
 #include "embed/config.h"
 #include "embed/safetensors.h"
-#include "query/generate.h"
-#include "query/opt.h"
+#include "embed/generate.h"
+#include "embed/opt.h"
 #include "tests/testutil.h"
 
 #include <stdio.h>

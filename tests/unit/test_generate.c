@@ -4,8 +4,8 @@
  * the first step, max length reached, min_new_tokens, repetition penalty). */
 #include "embed/config.h"
 #include "embed/safetensors.h"
-#include "query/generate.h"
-#include "query/opt.h"
+#include "embed/generate.h"
+#include "embed/opt.h"
 #include "tests/testutil.h"
 
 #include <math.h>

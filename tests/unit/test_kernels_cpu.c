@@ -9,8 +9,8 @@
 #include "embed/kernels_cpu.h"
 #include "embed/ops.h"
 #include "embed/safetensors.h"
-#include "query/generate.h"
-#include "query/opt.h"
+#include "embed/generate.h"
+#include "embed/opt.h"
 #include "tests/testutil.h"
 
 #include <cblas.h>

@@ -9,8 +9,8 @@
 
 #include "embed/blip2.h"
 #include "embed/image.h"
-#include "query/generate.h"
-#include "query/opt.h"
+#include "embed/generate.h"
+#include "embed/opt.h"
 
 #include <stdint.h>
 

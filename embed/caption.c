@@ -1,10 +1,10 @@
 /* caption.c - see caption.h. The prompt is tokenized with OPT's BPE (`</s>`
  * first, as the checkpoints' tokenizer_config adds it); without a prompt the
  * input is [</s>] alone, as Blip2ForConditionalGeneration.generate uses. */
-#include "query/caption.h"
+#include "embed/caption.h"
 
-#include "query/bpe.h"
-#include "query/opt.h"
+#include "embed/bpe.h"
+#include "embed/opt.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * share their GEMMs (one row per sequence); attention runs per sequence over
  * its own cache. Queries are scaled by head_dim^-0.5 before q k^T, as
  * OPTAttention does. */
-#include "query/opt.h"
+#include "embed/opt.h"
 
 #include "embed/kernels_cpu.h"
 #include "embed/ops.h"
