@@ -19,11 +19,7 @@ struct qf_captioner {
     float          *vis, *q_out;
 };
 
-qf_status qf_captioner_load(const char *model_dir, qf_captioner **out) {
-    return qf_captioner_load_as(model_dir, QF_OPT_F32, out);
-}
-
-qf_status qf_captioner_load_as(const char *model_dir, qf_opt_weights wtype, qf_captioner **out) {
+qf_status qf_captioner_load(const char *model_dir, qf_opt_weights wtype, qf_captioner **out) {
     *out = NULL;
     qf_captioner *c = qf_calloc(1, sizeof *c);
     if (!c) return qf_errorf(QF_ERR_NOMEM, "out of memory loading %s", model_dir);
@@ -35,7 +31,7 @@ qf_status qf_captioner_load_as(const char *model_dir, qf_opt_weights wtype, qf_c
                       "use e.g. Salesforce/blip2-opt-2.7b", model_dir);
         goto fail;
     }
-    if ((s = qf_opt_load_as(qf_blip2_weights(c->model), cfg, wtype, &c->opt)) ||
+    if ((s = qf_opt_load(qf_blip2_weights(c->model), cfg, wtype, &c->opt)) ||
         (s = qf_bpe_load(model_dir, &c->bpe)) ||
         (s = qf_img_preproc_load(model_dir, &c->pp)) ||
         (s = qf_gen_params_load(model_dir, cfg, &c->gen)) ||

@@ -16,10 +16,10 @@
 
 typedef struct qf_captioner qf_captioner;
 
-qf_status qf_captioner_load(const char *model_dir, qf_captioner **out);
-/* Same with the language model's matrices held as wtype (opt.h): F32 is
- * exact to HF, BF16 / INT8 trade agreement for speed and memory. */
-qf_status qf_captioner_load_as(const char *model_dir, qf_opt_weights wtype, qf_captioner **out);
+/* Loads the checkpoint folder with the language model's matrices held as
+ * wtype (opt.h): QF_OPT_F32 is exact to HF, BF16 / INT8 trade agreement for
+ * speed and memory. */
+qf_status qf_captioner_load(const char *model_dir, qf_opt_weights wtype, qf_captioner **out);
 void      qf_captioner_free(qf_captioner *c);   /* NULL ok */
 
 /* Settings from generation_config.json (borrowed; copy to change them). */

@@ -219,7 +219,7 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     /* captions of the first M, cached per (image, model, prompt, settings) */
     int n_cap = o->caption < n_c ? o->caption : n_c;
     if (n_cap > 0) {
-        if ((s = qf_captioner_load_as(o->caption_model, o->caption_dtype, &cap))) goto done;
+        if ((s = qf_captioner_load(o->caption_model, o->caption_dtype, &cap))) goto done;
         qf_gen_params gp = o->gen ? *o->gen : *qf_captioner_defaults(cap);
         const qf_blip2 *cm = qf_captioner_model(cap);
         int same_vit = !strcmp(qf_blip2_vision_fingerprint(cm), qf_blip2_vision_fingerprint(m));

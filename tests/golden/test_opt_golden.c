@@ -20,7 +20,7 @@ static int setup(void) {
     if (qf_config_load(qf_fixture("tiny-blip2-opt"), &cfg) ||
         qf_st_open(qf_fixture("tiny-blip2-opt"), &w) ||
         qf_st_open(qf_fixture("tiny-blip2-opt/expected.safetensors"), &ex) ||
-        qf_opt_load(w, &cfg, &m)) {
+        qf_opt_load(w, &cfg, QF_OPT_F32, &m)) {
         fprintf(stderr, "setup: %s\n", qf_last_error());
         return 1;
     }
