@@ -6,7 +6,9 @@
 #include "embed/bpe.h"
 #include "embed/opt.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct qf_captioner {
@@ -133,4 +135,21 @@ qf_status qf_captioner_run_file(qf_captioner *c, const char *path, const char *p
     if (!s) s = qf_captioner_run_pixels(c, pixels, prompt, p, out);
     qf_free(pixels);
     return s;
+}
+
+void qf_caption_settings(const qf_gen_params *gp, qf_opt_weights wtype, char *buf, size_t n) {
+    snprintf(buf, n, "beams=%d,max_new=%d,min_new=%d,lp=%g,rp=%g,eos=%d%s%s", gp->num_beams,
+             gp->max_new_tokens, gp->min_new_tokens, gp->length_penalty, gp->repetition_penalty, gp->eos_id,
+             wtype == QF_OPT_F32 ? "" : ",w=", wtype == QF_OPT_F32 ? "" : qf_opt_weights_name(wtype));
+}
+
+char *qf_caption_ids_json(const qf_caption *cap) {
+    json_t *a = json_array();
+    for (int t = 0; a && t < cap->n_ids; t++)
+        if (json_array_append_new(a, json_integer(cap->ids[t]))) { json_decref(a); a = NULL; }
+    char *js = a ? json_dumps(a, JSON_COMPACT) : NULL;   /* malloc'd by jansson */
+    json_decref(a);
+    char *out = js ? qf_strdup(js) : NULL;
+    free(js);
+    return out;
 }

@@ -35,6 +35,15 @@ typedef struct {
 
 void qf_caption_free(qf_caption *cap);   /* frees the fields; NULL ok */
 
+/* The settings part of a caption-cache key (qf_store_caption_get/put): every
+ * generation setting that changes the caption, and the weight type unless it
+ * is F32 (F32 keys are those of earlier versions: exact captions). Written
+ * into buf[n] (truncated to fit, NUL-terminated). */
+void  qf_caption_settings(const qf_gen_params *p, qf_opt_weights wtype, char *buf, size_t n);
+/* cap->ids as a compact JSON array ("[2,100,50118]"): a new string the
+ * caller frees (qf_free), NULL when out of memory. */
+char *qf_caption_ids_json(const qf_caption *cap);
+
 /* Captions from vision features [n_vis, vis_dim] (e.g. cached, or computed by
  * a retrieval checkpoint sharing the same ViT). prompt: NULL or "" = none. */
 qf_status qf_captioner_run_vis(qf_captioner *c, const float *vis, const char *prompt,
