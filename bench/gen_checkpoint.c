@@ -406,12 +406,6 @@ static int dir_is_empty(const char *path) {
     return empty;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int main(int argc, char **argv) {
     static const struct option opts[] = {
         { "out", required_argument, 0, 'o' }, { "dtype", required_argument, 0, 'd' },
@@ -528,7 +522,7 @@ int main(int argc, char **argv) {
 
     fprintf(stderr, "gen_checkpoint: %zu tensors, %" PRIu64 " parameters, %s, %.2f GB in %ld file(s) -> %s\n",
             L.n, total_params, qf_dtype_name(dt), total_bytes / 1e9, shards, out_dir);
-    double t0 = now();
+    double t0 = qf_now();
     json_t *weight_map = json_object();
     for (k = 0; k < shards; k++) {
         char file[64];
@@ -538,7 +532,7 @@ int main(int argc, char **argv) {
         if (write_shard(path, L.v, L.n, k, dt, seed)) return 1;
         for (size_t i = 0; i < L.n; i++)
             if (L.v[i].shard == k) json_object_set_new(weight_map, L.v[i].name, json_string(file));
-        fprintf(stderr, "gen_checkpoint: wrote %s (%.1f s)\n", path, now() - t0);
+        fprintf(stderr, "gen_checkpoint: wrote %s (%.1f s)\n", path, qf_now() - t0);
     }
     if (shards > 1) {
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", out_dir);

@@ -275,12 +275,6 @@ static qf_status build_opt(tensor_set *ts) {
 
 /* ---- timing ------------------------------------------------------------------ */
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static double cpu_now(void) {              /* user + system seconds of the process */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -333,13 +327,13 @@ static qf_status bench_blip2(const char *only, int repeat, int json, int vision_
     double *t = calloc((size_t)repeat, sizeof *t), *tc = calloc((size_t)repeat, sizeof *tc);
     qf_blip2_config cfg;
     fill_config(&cfg);
-    double t0 = now();
+    double t0 = qf_now();
     if (!t || !tc) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_blip2(&ts)) || (s = tensor_set_open(&ts, "<bench blip2>", &st))) goto done;
     s = qf_blip2_init(&cfg, st, QF_BLIP2_ALL | (vision_bf16 ? QF_BLIP2_VISION_BF16 : 0), &m);
     st = NULL;                                       /* owned by m (or closed) */
     if (s || (s = qf_blip2_state_init(m, &state))) goto done;
-    progress(json, "bench: BLIP-2 weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
+    progress(json, "bench: BLIP-2 weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, qf_now() - t0);
 
     pixels = malloc((size_t)3 * IMG * IMG * sizeof *pixels);
     feats = malloc((size_t)NQUERY * EMB * sizeof *feats);
@@ -357,9 +351,9 @@ static qf_status bench_blip2(const char *only, int repeat, int json, int vision_
     int all = !only;
     if (all || !strcmp(only, "embed") || !strcmp(only, "itm")) {
         for (int i = -1; i < repeat; i++) {
-            double a = now(), ac = cpu_now();
+            double a = qf_now(), ac = cpu_now();
             if ((s = qf_blip2_image_feats(m, state, pixels, feats, vis, q_out))) goto done;
-            double w = now() - a, cw = cpu_now() - ac;
+            double w = qf_now() - a, cw = cpu_now() - ac;
             if (i >= 0) { t[i] = w; tc[i] = cw; }
             progress(json, "bench: image %s %.3f s (CPU %.3f s)\n", i < 0 ? "warm-up" : "", w, cw);
         }
@@ -372,10 +366,10 @@ static qf_status bench_blip2(const char *only, int repeat, int json, int vision_
     if (all || !strcmp(only, "text")) {
         int n = 10;
         for (int i = -1; i < repeat; i++) {
-            double a = now();
+            double a = qf_now();
             for (int k = 0; k < n; k++)
                 if ((s = qf_blip2_text_feat(m, state, ids, mask, TEXT_LEN, tfeat, NULL))) goto done;
-            if (i >= 0) t[i] = (now() - a) / n;
+            if (i >= 0) t[i] = (qf_now() - a) / n;
         }
         r->text_ms = 1e3 * median(t, repeat); r->have_text = 1;
         progress(json, "bench: text %.2f ms\n", r->text_ms);
@@ -384,10 +378,10 @@ static qf_status bench_blip2(const char *only, int repeat, int json, int vision_
         int n = 5;
         float logits[2];
         for (int i = -1; i < repeat; i++) {
-            double a = now();
+            double a = qf_now();
             for (int k = 0; k < n; k++)
                 if ((s = qf_blip2_itm(m, state, vis, ids, mask, TEXT_LEN, logits))) goto done;
-            if (i >= 0) t[i] = (now() - a) / n;
+            if (i >= 0) t[i] = (qf_now() - a) / n;
         }
         r->itm_ms = 1e3 * median(t, repeat); r->have_itm = 1;
         progress(json, "bench: itm %.2f ms\n", r->itm_ms);
@@ -412,27 +406,27 @@ static qf_status bench_opt(int repeat, int n_decode, int json, qf_opt_weights wt
     const int T = NQUERY + PROMPT_LEN;
     qf_blip2_config cfg;
     fill_config(&cfg);
-    double t0 = now();
+    double t0 = qf_now();
     if (!tp || !td) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_opt(&ts)) || (s = tensor_set_open(&ts, "<bench opt>", &st))) goto done;
     if ((s = qf_opt_load(st, &cfg, wt, &m))) goto done;
     if ((s = qf_opt_cache_init(m, 1, T + n_decode, &c))) goto done;
-    progress(json, "bench: OPT weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
+    progress(json, "bench: OPT weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, qf_now() - t0);
     prefix = malloc((size_t)T * DO * sizeof *prefix);
     logits = malloc((size_t)VO * sizeof *logits);
     if (!prefix || !logits) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     fill(prefix, QF_DT_F32, (size_t)T * DO, INIT_NORMAL, 9);
     for (int i = -1; i < repeat; i++) {
         qf_opt_cache_clear(c);
-        double a = now();
+        double a = qf_now();
         if ((s = qf_opt_forward(m, c, 0, prefix, T, logits, NULL))) goto done;
-        double b = now();
+        double b = qf_now();
         for (int k = 0; k < n_decode; k++) {
             int32_t best = 0;                        /* greedy: argmax of the last logits */
             for (int v = 1; v < VO; v++) if (logits[v] > logits[best]) best = v;
             if ((s = qf_opt_decode(m, c, &best, 1, logits))) goto done;
         }
-        double e = now();
+        double e = qf_now();
         if (i >= 0) { tp[i] = b - a; td[i] = e - b; }
         progress(json, "bench: opt %s prefill %.3f s, %d decode steps %.3f s\n", i < 0 ? "warm-up" : "",
                  b - a, n_decode, e - b);
@@ -447,14 +441,6 @@ done:
     qf_st_close(st);
     tensor_set_free(&ts);
     return s;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == 0 || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
 }
 
 static void print_num(const char *key, int have, double v, const char *fmtv, int last) {
@@ -475,9 +461,9 @@ int qf_cmd_bench(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 't': if (!parse_int(optarg, 1, 1024, &threads)) return qf_cli_usage("bench", "--threads: '%s' is not an integer in 1..1024", optarg); break;
-        case 'r': if (!parse_int(optarg, 1, 1000, &repeat)) return qf_cli_usage("bench", "--repeat: '%s' is not an integer in 1..1000", optarg); break;
-        case 'n': if (!parse_int(optarg, 1, 1000, &n_decode)) return qf_cli_usage("bench", "--decode-tokens: '%s' is not an integer in 1..1000", optarg); break;
+        case 't': if (!qf_cli_int(optarg, 1, 1024, &threads)) return qf_cli_usage("bench", "--threads: '%s' is not an integer in 1..1024", optarg); break;
+        case 'r': if (!qf_cli_int(optarg, 1, 1000, &repeat)) return qf_cli_usage("bench", "--repeat: '%s' is not an integer in 1..1000", optarg); break;
+        case 'n': if (!qf_cli_int(optarg, 1, 1000, &n_decode)) return qf_cli_usage("bench", "--decode-tokens: '%s' is not an integer in 1..1000", optarg); break;
         case 'd': dtype = optarg; break;
         case 'o': only = optarg; break;
         case 'f': format = optarg; break;

@@ -147,6 +147,22 @@ static void error_prefix(const char *cmd) {
     fprintf(stderr, "%sqformer%s%s%s:%s ", c ? RED : "", rank_tag, cmd ? " " : "", cmd ? cmd : "", c ? RESET : "");
 }
 
+int qf_cli_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+int qf_cli_float(const char *s, float *out) {
+    char *end;
+    float v = strtof(s, &end);
+    if (!*s || *end) return 0;
+    *out = v;
+    return 1;
+}
+
 int qf_cli_fail(const char *cmd, qf_status s) {
     const char *msg = qf_last_error();
     error_prefix(cmd);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -160,4 +161,10 @@ const char *qf_format_bytes(double v, char *buf, size_t cap) {
 void qf_assert_fail(const char *expr, const char *file, int line) {
     fprintf(stderr, "qformer: internal error: %s:%d: assertion '%s' failed\n", file, line, expr);
     abort();
+}
+
+double qf_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

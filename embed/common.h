@@ -66,6 +66,9 @@ void qf_alloc_fail_after(long n);
  * qf_free). Refuses files larger than max_bytes with QF_ERR_LIMIT. */
 qf_status qf_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);
 
+/* Seconds on the monotonic clock (for durations only). */
+double qf_now(void);
+
 /* "1.50 GB", "12.3 MB", "4.1 kB", "17 B": a byte count in decimal units, as
  * download tools and `df -H` print them. Returns buf. */
 const char *qf_format_bytes(double bytes, char *buf, size_t cap);

@@ -34,12 +34,6 @@ static const char *env(const char *name) {
     return v && v[0] ? v : NULL;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !strcmp(s + a - b, suffix);
@@ -418,7 +412,7 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
     xfer *x = user;
     (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
     if (!x->prog || !x->opt->progress) return 0;
-    double t = now_s();
+    double t = qf_now();
     if (t - x->last_report < 0.1) return 0;
     x->last_report = t;
     int64_t before = x->prog->all_done - x->prog->done;   /* other files' bytes */
@@ -728,7 +722,7 @@ static qf_status fetch_file(hub *h, const qf_hub_options *opt, const remote_file
         p->bytes_per_s = 0;
         p->eta_s = -1;
         emit(opt, p, QF_HUB_EV_START);
-        x.t0 = x.last_report = now_s();
+        x.t0 = x.last_report = qf_now();
         x.io_errno = 0;
         CURLcode rc = do_get(h, url, &x, x.have, errbuf);
         if (x.io_errno) {
@@ -802,7 +796,7 @@ static qf_status fetch_file(hub *h, const qf_hub_options *opt, const remote_file
     }
     close(x.fd);
     EVP_MD_CTX_free(x.md);
-    fill_speed(&x, now_s(), 1);
+    fill_speed(&x, qf_now(), 1);
     p->all_done = files_before + x.have;
     emit(opt, p, QF_HUB_EV_DONE);
     return QF_OK;
