@@ -8,6 +8,7 @@
  * depend only on --seed and the tensor's place in the name order, not on
  * --shards, so sharded and single-file outputs hold the same weights. */
 #include "embed/common.h"
+#include "embed/kernels_cpu.h"
 #include "embed/safetensors.h"
 
 #include <errno.h>
@@ -185,35 +186,6 @@ static uint64_t splitmix64(uint64_t *x) {
 /* Uniform in (0, 1]: never 0, so log() in Box-Muller is finite. */
 static double unit(uint64_t *x) { return ((splitmix64(x) >> 11) + 1) * (1.0 / 9007199254740992.0); }
 
-/* float32 -> IEEE binary16, round to nearest even (subnormals, overflow to inf). */
-static uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, mant = x & 0x7fffff;
-    int e8 = (int)((x >> 23) & 0xff), e = e8 - 127 + 15;
-    if (e8 == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-    if (e >= 31) return (uint16_t)(sign | 0x7c00);
-    if (e <= 0) {
-        if (e < -10) return (uint16_t)sign;
-        mant |= 0x800000;
-        int shift = 14 - e;
-        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (h & 1))) h++;
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = sign | ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;   /* a carry rolls into the exponent */
-    return (uint16_t)h;
-}
-
-/* float32 -> bfloat16, round to nearest even. */
-static uint16_t f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
-    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
-}
-
 #define CHUNK (1 << 20)
 
 /* Generates tensor `idx` of the list and writes it to `fp` in `dt`. */
@@ -237,7 +209,7 @@ static int write_tensor(FILE *fp, const spec *t, size_t idx, uint64_t seed, qf_d
         const void *src = buf;
         if (dt == QF_DT_F16 || dt == QF_DT_BF16) {
             uint16_t *o = out;
-            for (size_t i = 0; i < n; i++) o[i] = dt == QF_DT_F16 ? f32_to_f16(buf[i]) : f32_to_bf16(buf[i]);
+            for (size_t i = 0; i < n; i++) o[i] = dt == QF_DT_F16 ? qf_cpu_half_of(buf[i]) : qf_cpu_bf16_of(buf[i]);
             src = out;
         }
         if (fwrite(src, es, n, fp) != n) return -1;

@@ -118,9 +118,7 @@ static void fill(void *dst, qf_dtype dt, size_t n, init_kind k, uint64_t seed) {
         if (dt == QF_DT_F32) {
             ((float *)dst)[i] = v;
         } else {
-            uint32_t b;
-            memcpy(&b, &v, 4);
-            ((uint16_t *)dst)[i] = (uint16_t)((b + 0x7fffu + ((b >> 16) & 1)) >> 16);
+            ((uint16_t *)dst)[i] = qf_cpu_bf16_of(v);
         }
     }
 }

@@ -110,11 +110,7 @@ int qf_cmd_embed(int argc, char **argv) {
     const int S = qf_blip2_image_size(m), Nv = qf_blip2_n_vis(m), Dv = qf_blip2_vis_dim(m);
     const int Q = qf_blip2_n_query(m), Dq = qf_blip2_q_dim(m), E = qf_blip2_embed_dim(m);
     const int L = QF_BERT_MAX_TXT_LEN;
-    if (pp.height != S || pp.width != S) {
-        st = qf_errorf(QF_ERR_FORMAT, "%s: preprocessor size %dx%d differs from vision_config.image_size %d",
-                       model_dir, pp.width, pp.height, S);
-        goto fail;
-    }
+    if ((st = qf_img_preproc_check(&pp, S, model_dir))) goto fail;
     size_t ni = (size_t)n_img, nt = (size_t)n_txt;
     pix = calloc(ni * 3 * S * S + 1, sizeof *pix);
     resized = calloc(ni * S * S * 3 + 1, 1);

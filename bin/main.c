@@ -5,6 +5,8 @@
  * contract: "section:" headings, two-space-indented "NAME  text" items. */
 #include "cli.h"
 
+#include "mpi/driver.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,14 +123,8 @@ int qf_cli_color(void) {
 }
 
 static void set_rank_tag(void) {
-    static const char *const vars[] = { "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK" };
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (!v || !v[0]) continue;
-        long r = strtol(v, NULL, 10);
-        if (r != 0) snprintf(rank_tag, sizeof rank_tag, " [rank %ld]", r);
-        return;
-    }
+    int r = qf_mpi_env_rank();
+    if (r > 0) snprintf(rank_tag, sizeof rank_tag, " [rank %d]", r);
 }
 
 /* "qformer: message", "qformer [rank 3]: message" on other ranks; INFO and

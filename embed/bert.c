@@ -121,12 +121,11 @@ static long decode_utf8(const char *s, size_t n, int32_t *cps) {
     size_t i = 0;
     long k = 0;
     while (i < n) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(n - i), &cp);
-        if (r <= 0 || cp < 0) return -1 - (long)i;
+        int32_t cp;
+        size_t bad, r = qf_utf8_next((const uint8_t *)s + i, n - i, &cp, &bad);
+        if (!r) return -1 - (long)i;
         cps[k++] = cp;
-        i += (size_t)r;
+        i += r;
     }
     return k;
 }
@@ -526,11 +525,10 @@ static qf_status add_token(qf_bert *t, const char *tok, json_int_t id, const cha
 
 static qf_status add_line(qf_bert *t, const char *tok, size_t len, size_t id, const char *path) {
     for (size_t k = 0; k < len;) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)tok + k,
-                                              (utf8proc_ssize_t)(len - k), &cp);
-        if (r <= 0) return qf_errorf(QF_ERR_FORMAT, "%s: line %zu is not valid UTF-8", path, id + 1);
-        k += (size_t)r;
+        int32_t cp;
+        size_t bad, r = qf_utf8_next((const uint8_t *)tok + k, len - k, &cp, &bad);
+        if (!r) return qf_errorf(QF_ERR_FORMAT, "%s: line %zu is not valid UTF-8", path, id + 1);
+        k += r;
     }
     vocab_put(t, tok, (uint32_t)len, (int32_t)id);
     t->id_tok[id] = tok;

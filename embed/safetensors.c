@@ -6,6 +6,8 @@
  * the headers, never the payload pages. */
 #include "embed/safetensors.h"
 
+#include "embed/kernels_cpu.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -663,33 +665,13 @@ static qf_status check_shape(const qf_st_tensor *t, int n_dim, const int64_t *sh
     return qf_errorf(QF_ERR_SHAPE, "%s: tensor '%s' is %s, expected %s", t->file, t->name, got, want);
 }
 
-/* IEEE binary16 -> binary32, exact for every input: normals rebias the
- * exponent, subnormals are m * 2^-24 (exact in float), inf/NaN keep their
- * payload. */
-static inline float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-    float f;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else if (exp == 0) {
-        f = (float)man * 0x1p-24f;
-        memcpy(&bits, &f, 4);
-        bits |= sign;
-    } else {
-        bits = sign | ((exp + (127 - 15)) << 23) | (man << 13);
-    }
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Elements [i0, i0 + n) of an F16/BF16 tensor as float32. */
 static void upcast_range(const qf_st_tensor *t, int64_t i0, int64_t n, float *restrict dst) {
     const uint8_t *restrict src = (const uint8_t *)t->data + 2 * i0;
     if (t->dtype == QF_DT_F16) {
         #pragma omp parallel for schedule(static) if (n >= UPCAST_PAR_MIN)
         for (int64_t i = 0; i < n; i++)
-            dst[i] = half_to_float((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
+            dst[i] = qf_cpu_float_of_half((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
     } else {
         #pragma omp parallel for schedule(static) if (n >= UPCAST_PAR_MIN)
         for (int64_t i = 0; i < n; i++) {

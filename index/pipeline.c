@@ -63,11 +63,7 @@ qf_status qf_pipeline_init(const char *model_dir, int keep_vision, int n_thr, qf
     if ((s = qf_blip2_load(model_dir, QF_BLIP2_ALL, &w->m)) || (s = qf_img_preproc_load(model_dir, &w->pp)))
         goto fail;
     int S = qf_blip2_image_size(w->m);
-    if (w->pp.height != S || w->pp.width != S) {
-        s = qf_errorf(QF_ERR_FORMAT, "%s: preprocessor size %dx%d differs from vision image_size %d",
-                      model_dir, w->pp.width, w->pp.height, S);
-        goto fail;
-    }
+    if ((s = qf_img_preproc_check(&w->pp, S, model_dir))) goto fail;
     size_t nv = (size_t)qf_blip2_n_vis(w->m) * qf_blip2_vis_dim(w->m);
     w->keep_vision = keep_vision;
     w->n_thr = n_thr;
