@@ -4,6 +4,7 @@
 #include "index/pipeline.h"
 
 #include "embed/blip2.h"
+#include "embed/digest.h"
 #include "embed/image.h"
 #include "index/store.h"
 
@@ -101,7 +102,7 @@ static void embed_one(const qf_pipeline *w, slot *sl, int64_t id, const char *pa
     else
         s = qf_read_file(path, QF_IMG_DEFAULT_MAX_FILE_BYTES, &bytes, &n);
     if (!s) {
-        qf_store_hash_buf(bytes, n, hash);
+        qf_sha256_hex(bytes, n, hash);
         s = qf_img_decode_mem(bytes, n, path, NULL, &img);
     }
     qf_free(bytes);

@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -794,60 +793,3 @@ qf_status qf_store_integrity_check(qf_store *st) {
     return QF_OK;
 }
 
-/* ---- SHA-256 (OpenSSL libcrypto, pkg-config module "libcrypto") ------------------------------ */
-
-static qf_status sha_begin(EVP_MD_CTX **ctx) {
-    *ctx = EVP_MD_CTX_new();
-    if (!*ctx || EVP_DigestInit_ex(*ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(*ctx);
-        *ctx = NULL;
-        return qf_errorf(QF_ERR_NOMEM, "SHA-256: cannot initialise the digest");
-    }
-    return QF_OK;
-}
-
-static qf_status sha_end(EVP_MD_CTX *ctx, char hex[65]) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32)
-        return qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return QF_OK;
-}
-
-qf_status qf_store_hash_buf(const void *data, size_t n, char hex[65]) {
-    EVP_MD_CTX *ctx = NULL;
-    qf_status rc = sha_begin(&ctx);
-    if (rc != QF_OK) return rc;
-    if (n && EVP_DigestUpdate(ctx, data, n) != 1) rc = qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
-    if (rc == QF_OK) rc = sha_end(ctx, hex);
-    EVP_MD_CTX_free(ctx);
-    return rc;
-}
-
-qf_status qf_store_hash_file(const char *path, char hex[65]) {
-    qf_status rc;
-    EVP_MD_CTX *ctx = NULL;
-    unsigned char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qf_errorf(QF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    enum { CHUNK = 1 << 20 };
-    if (!(buf = qf_malloc(CHUNK))) { rc = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path); goto done; }
-    if ((rc = sha_begin(&ctx)) != QF_OK) goto done;
-    for (;;) {
-        ssize_t got = read(fd, buf, CHUNK);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) { rc = qf_errorf(QF_ERR_IO, "%s: read: %s", path, strerror(errno)); goto done; }
-        if (got == 0) break;
-        if (EVP_DigestUpdate(ctx, buf, (size_t)got) != 1) {
-            rc = qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
-            goto done;
-        }
-    }
-    rc = sha_end(ctx, hex);
-done:
-    EVP_MD_CTX_free(ctx);
-    qf_free(buf);
-    close(fd);
-    return rc;
-}
