@@ -133,10 +133,15 @@ void qf_cpu_parallel(int n_threads, void (*fn)(void *ctx, int task), void *ctx, 
  * heads (and 64-row blocks of queries) in parallel on qf_cpu_threads()
  * threads when the work is large enough. Every output element is computed
  * by one thread in a fixed order: results do not depend on the thread count.
- * Returns 0 without touching `out` when the CPU lacks AVX-512F or scratch
- * memory cannot be allocated (the caller then uses its BLAS path). */
+ * Scratch comes from the caller (an arena): one block per thread, so a
+ * smaller `scratch` [n_scratch floats] means fewer threads. Returns 0
+ * without touching `out` when the CPU lacks AVX-512F or scratch holds no
+ * block (the caller then uses its BLAS path). */
 int qf_cpu_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
                      const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
-                     float scale, const float *mask, int causal, int pos0);
+                     float scale, const float *mask, int causal, int pos0, float *scratch, size_t n_scratch);
+/* Floats of scratch qf_cpu_attention uses at qf_cpu_threads() threads (0
+ * without AVX-512F). */
+size_t qf_cpu_attention_scratch(int Lq, int Lk, int n_head, int d_head);
 
 #endif

@@ -34,10 +34,13 @@ void qf_l2_normalize(float *x, int rows, int dim);       /* F.normalize(x, dim=-
  * Q is [Lq, ldq] with head h at columns h*d..; K, V likewise [Lk, ld*].
  * mask: NULL, or additive [Lk] (same for every query row), or when
  * causal != 0 a causal mask with query i at absolute position pos0 + i.
- * scratch needs Lq*Lk floats. */
+ * scratch [n_scratch floats] is the caller's (an arena: nothing is
+ * allocated here); qf_attention_scratch() floats let every path run at full
+ * width, at least Lq*Lk are required. */
 void qf_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
                   const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
-                  float scale, const float *mask, int causal, int pos0, float *scratch);
+                  float scale, const float *mask, int causal, int pos0, float *scratch, size_t n_scratch);
+size_t qf_attention_scratch(int Lq, int Lk, int n_head, int d_head);
 
 /* Activation arena: one block sized once, bump-allocated, reset every pass. */
 typedef struct {
