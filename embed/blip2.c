@@ -218,9 +218,6 @@ static qf_status load_vit_qkv_bias(qf_blip2 *m, loader *ld, int l) {
     return QF_OK;
 }
 
-/* FNV-1a 64 over every tensor's name, dtype, shape and sampled bytes of its
- * data (first/last 4 KiB and 16 strided 256-byte slices): identifies a
- * checkpoint without reading gigabytes. */
 /* BF16 copies of a ViT layer's matrices (rounded to nearest even); with
  * oneDNN (native BF16 CPUs) they go into its layout and the copies are freed. */
 static qf_status vit_layer_bf16(vit_layer *L, const qf_blip2_config *c, int onednn) {
@@ -245,6 +242,9 @@ static qf_status vit_layer_bf16(vit_layer *L, const qf_blip2_config *c, int oned
     return QF_OK;
 }
 
+/* FNV-1a 64 over every tensor's name, dtype, shape and sampled bytes of its
+ * data (first/last 4 KiB and 16 strided 256-byte slices): identifies a
+ * checkpoint without reading gigabytes. */
 static void fingerprint(const qf_st *st, const char *prefix, char out[65]) {
     uint64_t h = 1469598103934665603ull;
     size_t plen = prefix ? strlen(prefix) : 0, n_used = 0;

@@ -2,8 +2,9 @@
  * (Salesforce/blip2-opt-* layout) loaded once -> image or vision features
  * -> Q-Former -> language_projection -> OPT generate -> ids and text.
  *
- * A qf_captioner owns its model, tokenizer and one decoding state: use one
- * per thread. */
+ * A qf_captioner owns its model, tokenizer, a model state and its vision /
+ * query buffers; each run makes its own OPT cache. Calls on one captioner
+ * share those: use one captioner per thread. */
 #ifndef QF_CAPTION_H
 #define QF_CAPTION_H
 

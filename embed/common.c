@@ -1,6 +1,9 @@
 /* common.c - error text, logging sink and allocation seam (see common.h).
- * The only global mutable state of the library lives here: the log sink and
- * the fault-injection counter; the error text is thread-local. */
+ * Global mutable state here: the log sink and the fault-injection counter;
+ * the error text is thread-local. Elsewhere, each behind its module: the
+ * CPU thread pool and core detection (kernels_cpu.c), the portable-kernel
+ * switch (matvec.c), the oneDNN engine (gemm_dnnl.c, created once) and the
+ * MPI rank/size (mpi/driver.c). */
 #include "common.h"
 
 #include <errno.h>

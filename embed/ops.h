@@ -4,7 +4,11 @@
  *   qf_gemm: C[M,N] = A[M,K] @ op(B) + beta * C,
  *            op(B) = B^T when B is stored [N,K] (trans_b = 1, the layout of a
  *            PyTorch nn.Linear weight), B when stored [K,N] (trans_b = 0).
- * Every matrix product of the project goes through qf_gemm. */
+ * Matrix products of many rows go through qf_gemm (OpenBLAS). The
+ * exceptions, each with its own kernel and the same row-major [N,K] weight
+ * convention: decode steps of a few rows (qf_cpu_matvec*, kernels_cpu.h),
+ * int8 weights (qf_cpu_*_i8), the ViT's BF16 oneDNN engine (gemm_dnnl.h)
+ * and the AVX-512 attention kernel. */
 #ifndef QF_OPS_H
 #define QF_OPS_H
 

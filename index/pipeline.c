@@ -93,10 +93,9 @@ static void embed_one(const qf_pipeline *w, slot *sl, int64_t id, const char *pa
     qf_img img = { 0 };
     struct stat sb;
     qf_status s;
-    /* A file swapped for a FIFO since the scan made fopen in qf_read_file
-     * block, and the run hang, for ever: only regular files are read. (A
-     * swap within this window still could; qf_read_file opening with
-     * O_NONBLOCK would close it.) */
+    /* Only regular files are read: a file swapped for a FIFO or a device
+     * since the scan gets a clear message (qf_read_file opens with
+     * O_NONBLOCK, so a FIFO swapped in after this check cannot hang it). */
     if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
         s = qf_errorf(QF_ERR_IO, "%s: not a regular file any more (replaced since the scan)", path);
     else
