@@ -8,6 +8,7 @@
  * depend only on --seed and the tensor's place in the name order, not on
  * --shards, so sharded and single-file outputs hold the same weights. */
 #include "embed/common.h"
+#include "embed/config.h"
 #include "embed/kernels_cpu.h"
 #include "embed/safetensors.h"
 
@@ -45,12 +46,26 @@ static const char usage_text[] =
 
 /* ---- the real model's dimensions ----------------------------------------- */
 
-enum {
-    DV = 1408, IV = 6144, LV = 39, HV = 16, IMG = 224, PATCH = 14,
-    NV = 1 + (IMG / PATCH) * (IMG / PATCH),
-    DQ = 768, IQ = 3072, LQ = 12, HQ = 12, VOCAB = 30523, PMAX = 512, XFREQ = 2, DENC = DV,
-    NQUERY = 32, EMB = 256,
-};
+/* One description of the full-size model, shared with `qformer bench`:
+ * qf_blip2_fullsize (embed/config.h); short names for the shapes below. */
+#define FS     qf_blip2_fullsize
+#define DV     FS.vision.hidden_size
+#define IV     FS.vision.intermediate_size
+#define LV     FS.vision.num_hidden_layers
+#define HV     FS.vision.num_attention_heads
+#define IMG    FS.vision.image_size
+#define PATCH  FS.vision.patch_size
+#define NV     (1 + (IMG / PATCH) * (IMG / PATCH))
+#define DQ     FS.qformer.hidden_size
+#define IQ     FS.qformer.intermediate_size
+#define LQ     FS.qformer.num_hidden_layers
+#define HQ     FS.qformer.num_attention_heads
+#define VOCAB  FS.qformer.vocab_size
+#define PMAX   FS.qformer.max_position_embeddings
+#define XFREQ  FS.qformer.cross_attention_frequency
+#define DENC   FS.qformer.encoder_hidden_size
+#define NQUERY FS.num_query_tokens
+#define EMB    FS.image_text_hidden_size
 
 /* ---- tensor list ----------------------------------------------------------- */
 

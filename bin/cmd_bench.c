@@ -54,35 +54,33 @@ static const char usage_text[] =
 
 /* ---- sizes of the real checkpoints ----------------------------------------- */
 
-enum {
-    DV = 1408, IV = 6144, LV = 39, HV = 16, IMG = 224, PATCH = 14, NV = 1 + (IMG / PATCH) * (IMG / PATCH),
-    DQ = 768, IQ = 3072, LQ = 12, HQ = 12, VQ = 30523, PMAX = 512, XFREQ = 2, NQUERY = 32, EMB = 256,
-    DO = 2560, FO = 10240, LO = 32, HO = 32, VO = 50272, PO = 2048,
-    TEXT_LEN = 32, PROMPT_LEN = 8,
-};
+/* One description of the full-size model, shared with bench/gen_checkpoint.c:
+ * qf_blip2_fullsize (embed/config.h); short names for the shapes below. */
+#define FS     qf_blip2_fullsize
+#define DV     FS.vision.hidden_size
+#define IV     FS.vision.intermediate_size
+#define LV     FS.vision.num_hidden_layers
+#define HV     FS.vision.num_attention_heads
+#define IMG    FS.vision.image_size
+#define PATCH  FS.vision.patch_size
+#define NV     (1 + (IMG / PATCH) * (IMG / PATCH))
+#define DQ     FS.qformer.hidden_size
+#define IQ     FS.qformer.intermediate_size
+#define LQ     FS.qformer.num_hidden_layers
+#define HQ     FS.qformer.num_attention_heads
+#define VQ     FS.qformer.vocab_size
+#define PMAX   FS.qformer.max_position_embeddings
+#define XFREQ  FS.qformer.cross_attention_frequency
+#define NQUERY FS.num_query_tokens
+#define EMB    FS.image_text_hidden_size
+#define DO     FS.text.hidden_size
+#define FO     FS.text.ffn_dim
+#define LO     FS.text.num_hidden_layers
+#define HO     FS.text.num_attention_heads
+#define VO     FS.text.vocab_size
+#define PO     FS.text.max_position_embeddings
 
-static void fill_config(qf_blip2_config *c) {
-    memset(c, 0, sizeof *c);
-    strcpy(c->model_type, "blip-2");
-    strcpy(c->architecture, "bench");
-    c->num_query_tokens = NQUERY;
-    c->image_text_hidden_size = EMB;
-    c->image_token_index = -1;
-    c->vision = (qf_vision_config){ .hidden_size = DV, .intermediate_size = IV, .num_hidden_layers = LV,
-                                    .num_attention_heads = HV, .image_size = IMG, .patch_size = PATCH,
-                                    .layer_norm_eps = 1e-6f, .qkv_bias = 1 };
-    c->qformer = (qf_qformer_config){ .vocab_size = VQ, .hidden_size = DQ, .num_hidden_layers = LQ,
-                                      .num_attention_heads = HQ, .intermediate_size = IQ,
-                                      .max_position_embeddings = PMAX, .layer_norm_eps = 1e-12f,
-                                      .cross_attention_frequency = XFREQ, .encoder_hidden_size = DV,
-                                      .use_qformer_text_input = 1 };
-    c->text = (qf_opt_config){ .present = 1, .vocab_size = VO, .hidden_size = DO, .num_hidden_layers = LO,
-                               .num_attention_heads = HO, .ffn_dim = FO, .max_position_embeddings = PO,
-                               .word_embed_proj_dim = DO, .do_layer_norm_before = 1,
-                               .remove_final_layer_norm = 0, .enable_bias = 1, .relu = 1,
-                               .bos_token_id = 2, .eos_token_id = 50118, .pad_token_id = 1,
-                               .tie_word_embeddings = 1 };
-}
+enum { TEXT_LEN = 32, PROMPT_LEN = 8 };
 
 /* ---- random tensors in memory ------------------------------------------------ */
 
@@ -324,7 +322,7 @@ static qf_status bench_blip2(const char *only, int repeat, int json, int vision_
     float *pixels = NULL, *feats = NULL, *vis = NULL, *q_out = NULL, *tfeat = NULL;
     double *t = calloc((size_t)repeat, sizeof *t), *tc = calloc((size_t)repeat, sizeof *tc);
     qf_blip2_config cfg;
-    fill_config(&cfg);
+    cfg = qf_blip2_fullsize;
     double t0 = qf_now();
     if (!t || !tc) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_blip2(&ts)) || (s = tensor_set_open(&ts, "<bench blip2>", &st))) goto done;
@@ -403,7 +401,7 @@ static qf_status bench_opt(int repeat, int n_decode, int json, qf_opt_weights wt
     double *tp = calloc((size_t)repeat, sizeof *tp), *td = calloc((size_t)repeat, sizeof *td);
     const int T = NQUERY + PROMPT_LEN;
     qf_blip2_config cfg;
-    fill_config(&cfg);
+    cfg = qf_blip2_fullsize;
     double t0 = qf_now();
     if (!tp || !td) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_opt(&ts)) || (s = tensor_set_open(&ts, "<bench opt>", &st))) goto done;
