@@ -603,6 +603,42 @@ static qf_status add_nosplit(qf_bert *t, const char *text, int id, const char *f
     return special_init(sp, text, id, file);
 }
 
+/* tokenizer_config.json: flags, special token names, added tokens;
+ * *strip: strip_accents (-1 when None), *extra: additional_special_tokens. */
+static qf_status read_config(qf_bert *t, json_t *cfg, const char **names, const char *path, int *strip,
+                             json_t **extra) {
+    qf_status st;
+    json_t *v;
+    if ((v = json_object_get(cfg, "do_lower_case")) && json_is_boolean(v)) t->lower = json_is_true(v);
+    if ((v = json_object_get(cfg, "tokenize_chinese_chars")) && json_is_boolean(v))
+        t->chinese = json_is_true(v);
+    if ((v = json_object_get(cfg, "strip_accents")) && json_is_boolean(v)) *strip = json_is_true(v);
+    if ((v = json_object_get(cfg, "do_basic_tokenize")) && json_is_false(v)) {
+        return qf_errorf(QF_ERR_UNSUPPORTED, "%s: do_basic_tokenize false is not supported", path);
+    }
+    if ((v = json_object_get(cfg, "never_split")) && !json_is_null(v) &&
+        !(json_is_array(v) && json_array_size(v) == 0)) {
+        return qf_errorf(QF_ERR_UNSUPPORTED, "%s: a never_split list is not supported", path);
+    }
+    if ((st = read_specials(t, cfg, names, path))) return st;
+    *extra = json_object_get(cfg, "additional_special_tokens");
+    json_t *dec = json_object_get(cfg, "added_tokens_decoder");
+    if (json_is_object(dec)) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(dec, key, val) {
+            const char *tok = token_name(val);
+            char *end = NULL;
+            long id = strtol(key, &end, 10);
+            if (!tok || !end || *end || end == key) {
+                return qf_errorf(QF_ERR_FORMAT, "%s: added_tokens_decoder entry '%s' is malformed", path, key);
+            }
+            if ((st = add_token(t, tok, id, path))) return st;
+        }
+    }
+    return QF_OK;
+}
+
 qf_status qf_bert_load(const char *model_dir, qf_bert **out) {
     QF_ASSERT(model_dir && out);
     *out = NULL;
@@ -627,39 +663,7 @@ qf_status qf_bert_load(const char *model_dir, qf_bert **out) {
     t->lower = 1;
     t->chinese = 1;
     int strip = -1;                               /* None: follows lower */
-    if (cfg) {
-        json_t *v;
-        if ((v = json_object_get(cfg, "do_lower_case")) && json_is_boolean(v)) t->lower = json_is_true(v);
-        if ((v = json_object_get(cfg, "tokenize_chinese_chars")) && json_is_boolean(v))
-            t->chinese = json_is_true(v);
-        if ((v = json_object_get(cfg, "strip_accents")) && json_is_boolean(v)) strip = json_is_true(v);
-        if ((v = json_object_get(cfg, "do_basic_tokenize")) && json_is_false(v)) {
-            st = qf_errorf(QF_ERR_UNSUPPORTED, "%s: do_basic_tokenize false is not supported", path);
-            goto fail;
-        }
-        if ((v = json_object_get(cfg, "never_split")) && !json_is_null(v) &&
-            !(json_is_array(v) && json_array_size(v) == 0)) {
-            st = qf_errorf(QF_ERR_UNSUPPORTED, "%s: a never_split list is not supported", path);
-            goto fail;
-        }
-        if ((st = read_specials(t, cfg, names, path))) goto fail;
-        extra = json_object_get(cfg, "additional_special_tokens");
-        json_t *dec = json_object_get(cfg, "added_tokens_decoder");
-        if (json_is_object(dec)) {
-            const char *key;
-            json_t *val;
-            json_object_foreach(dec, key, val) {
-                const char *tok = token_name(val);
-                char *end = NULL;
-                long id = strtol(key, &end, 10);
-                if (!tok || !end || *end || end == key) {
-                    st = qf_errorf(QF_ERR_FORMAT, "%s: added_tokens_decoder entry '%s' is malformed", path, key);
-                    goto fail;
-                }
-                if ((st = add_token(t, tok, id, path))) goto fail;
-            }
-        }
-    }
+    if (cfg && (st = read_config(t, cfg, names, path, &strip, &extra))) goto fail;
     t->strip = strip < 0 ? t->lower : strip;
 
     snprintf(path, sizeof path, "%s/added_tokens.json", model_dir);
