@@ -46,26 +46,7 @@ static const char usage_text[] =
 
 /* ---- the real model's dimensions ----------------------------------------- */
 
-/* One description of the full-size model, shared with `qformer bench`:
- * qf_blip2_fullsize (embed/config.h); short names for the shapes below. */
-#define FS     qf_blip2_fullsize
-#define DV     FS.vision.hidden_size
-#define IV     FS.vision.intermediate_size
-#define LV     FS.vision.num_hidden_layers
-#define HV     FS.vision.num_attention_heads
-#define IMG    FS.vision.image_size
-#define PATCH  FS.vision.patch_size
-#define NV     (1 + (IMG / PATCH) * (IMG / PATCH))
-#define DQ     FS.qformer.hidden_size
-#define IQ     FS.qformer.intermediate_size
-#define LQ     FS.qformer.num_hidden_layers
-#define HQ     FS.qformer.num_attention_heads
-#define VOCAB  FS.qformer.vocab_size
-#define PMAX   FS.qformer.max_position_embeddings
-#define XFREQ  FS.qformer.cross_attention_frequency
-#define DENC   FS.qformer.encoder_hidden_size
-#define NQUERY FS.num_query_tokens
-#define EMB    FS.image_text_hidden_size
+#include "bench/fullsize.h"   /* the full-size shapes: qf_blip2_fullsize */
 
 /* ---- tensor list ----------------------------------------------------------- */
 
@@ -175,7 +156,7 @@ static void build_specs(spec_list *L) {
             add(L, 1, S1(DQ), "%s.%d.output%s.LayerNorm.bias", ql, l, sfx);
         }
     }
-    add(L, 2, S2(VOCAB, DQ), "embeddings.word_embeddings.weight");
+    add(L, 2, S2(VQ, DQ), "embeddings.word_embeddings.weight");
     add(L, 2, S2(PMAX, DQ), "embeddings.position_embeddings.weight");
     add(L, 2, S2(EMB, DQ), "vision_projection.weight");
     add(L, 1, S1(EMB), "vision_projection.bias");
@@ -334,7 +315,7 @@ static json_t *config_json(const char *torch_dtype) {
             "initializer_range", 1e-10, "qkv_bias", 1,
         "qformer_config",
             "model_type", "blip_2_qformer",
-            "vocab_size", VOCAB, "hidden_size", DQ, "num_hidden_layers", LQ,
+            "vocab_size", VQ, "hidden_size", DQ, "num_hidden_layers", LQ,
             "num_attention_heads", HQ, "intermediate_size", IQ, "hidden_act", "gelu",
             "hidden_dropout_prob", 0.1, "attention_probs_dropout_prob", 0.1,
             "max_position_embeddings", PMAX, "initializer_range", 0.02, "layer_norm_eps", 1e-12,

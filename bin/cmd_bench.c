@@ -54,31 +54,7 @@ static const char usage_text[] =
 
 /* ---- sizes of the real checkpoints ----------------------------------------- */
 
-/* One description of the full-size model, shared with bench/gen_checkpoint.c:
- * qf_blip2_fullsize (embed/config.h); short names for the shapes below. */
-#define FS     qf_blip2_fullsize
-#define DV     FS.vision.hidden_size
-#define IV     FS.vision.intermediate_size
-#define LV     FS.vision.num_hidden_layers
-#define HV     FS.vision.num_attention_heads
-#define IMG    FS.vision.image_size
-#define PATCH  FS.vision.patch_size
-#define NV     (1 + (IMG / PATCH) * (IMG / PATCH))
-#define DQ     FS.qformer.hidden_size
-#define IQ     FS.qformer.intermediate_size
-#define LQ     FS.qformer.num_hidden_layers
-#define HQ     FS.qformer.num_attention_heads
-#define VQ     FS.qformer.vocab_size
-#define PMAX   FS.qformer.max_position_embeddings
-#define XFREQ  FS.qformer.cross_attention_frequency
-#define NQUERY FS.num_query_tokens
-#define EMB    FS.image_text_hidden_size
-#define DO     FS.text.hidden_size
-#define FO     FS.text.ffn_dim
-#define LO     FS.text.num_hidden_layers
-#define HO     FS.text.num_attention_heads
-#define VO     FS.text.vocab_size
-#define PO     FS.text.max_position_embeddings
+#include "bench/fullsize.h"   /* the full-size shapes: qf_blip2_fullsize */
 
 enum { TEXT_LEN = 32, PROMPT_LEN = 8 };
 
