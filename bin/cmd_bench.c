@@ -102,7 +102,7 @@ static void fill_config_t5(qf_blip2_config *c) {
                             .num_layers = LT, .num_decoder_layers = LT, .num_heads = HT,
                             .relative_attention_num_buckets = BT, .relative_attention_max_distance = MT,
                             .layer_norm_epsilon = 1e-6f, .act = QF_T5_ACT_GELU, .is_gated_act = 1,
-                            .tie_word_embeddings = 0, .bos_token_id = 1, .eos_token_id = 1,
+                            .tie_word_embeddings = 0, .scale_decoder_outputs = 0, .bos_token_id = 1, .eos_token_id = 1,
                             .pad_token_id = 0, .decoder_start_token_id = 0 };
 }
 

@@ -168,6 +168,7 @@ qf_status qf_config_load(const char *path, qf_blip2_config *c) {
     else if (!strcmp(dact, "relu")) t5->act = QF_T5_ACT_RELU;
     else act_ok = 0;
     t5->tie_word_embeddings     = get_int(tc, "tie_word_embeddings", 1);
+    t5->scale_decoder_outputs   = get_int(tc, "scale_decoder_outputs", t5->tie_word_embeddings);
     t5->bos_token_id            = get_int(tc, "bos_token_id", 1);
     t5->eos_token_id            = get_int(tc, "eos_token_id", 1);
     t5->pad_token_id            = get_int(tc, "pad_token_id", 0);

@@ -66,6 +66,8 @@ typedef struct {
     qf_t5_act act;                    /* dense_act_fn, else from feed_forward_proj */
     int       is_gated_act;           /* "gated-*" feed_forward_proj            */
     int       tie_word_embeddings;    /* 1 in T5Config; Flan-T5 checkpoints: 0  */
+    int       scale_decoder_outputs;  /* logits of d_model^-0.5 * hidden: the key of
+                                         transformers 5.x configs, else tie_word_embeddings */
     int       bos_token_id, eos_token_id, pad_token_id, decoder_start_token_id;
 } qf_t5_config;
 

@@ -452,8 +452,9 @@ static qf_status decoder_rows(const qf_t5 *m, qf_t5_cache *c, float *x, int R, c
         ffn(m, c, B, x, b.t, b.f0, b.f1, R);
     }
     rms_norm(x, x, R, D, m->dec_fln, eps);
-    /* tied head: sequence_output * d_model^-0.5 (Flan-T5 is untied: no scaling) */
-    if (cf->tie_word_embeddings) {
+    /* tied head: sequence_output * d_model^-0.5 (Flan-T5 is untied: no scaling;
+     * transformers 5.x configs say so with scale_decoder_outputs) */
+    if (cf->scale_decoder_outputs) {
         float sc = 1.0f / sqrtf((float)D);
         for (size_t i = 0; i < (size_t)R * D; i++) x[i] *= sc;
     }

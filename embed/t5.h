@@ -5,7 +5,8 @@
  * no 1/sqrt(d_kv) score scaling, gated FFN wo(act(wi_0 h) * wi_1 h)) and
  * the decoder (causal self-attention with a KV cache, cross-attention to the
  * encoder output whose keys/values are computed once, final norm, lm_head;
- * the d_model^-0.5 scale only when the head is tied to `shared`).
+ * the d_model^-0.5 scale only when the head is tied to `shared`, or when a
+ * transformers 5.x config says scale_decoder_outputs).
  *
  * The model is immutable after load; a qf_t5_cache holds one encoder
  * output's cross-attention keys/values, the self-attention keys/values of

@@ -187,7 +187,7 @@ static void test_layouts_and_tied_head(void) {
     /* tied (T5Config's default): head = shared, output scaled by d_model^-0.5;
      * against the untied model whose head reads the same shared rows */
     qf_blip2_config tied = cfg;
-    tied.t5.tie_word_embeddings = 1;
+    tied.t5.tie_word_embeddings = tied.t5.scale_decoder_outputs = 1;
     CU_ASSERT_FATAL(qf_t5_load_as(st, &tied, QF_OPT_F32, &mm) == QF_OK);
     first_logits(mm, 1, l_tied);
     qf_t5_free(mm);
@@ -229,12 +229,16 @@ static void test_config_activation(void) {
     CU_ASSERT(c.t5.present && !c.text.present);
     CU_ASSERT_EQUAL(c.t5.act, QF_T5_ACT_GELU_TANH);
     CU_ASSERT(c.t5.is_gated_act);
-    CU_ASSERT(c.t5.tie_word_embeddings);
+    CU_ASSERT(c.t5.tie_word_embeddings && c.t5.scale_decoder_outputs);
     CU_ASSERT_EQUAL(c.t5.num_decoder_layers, c.t5.num_layers);
     CU_ASSERT_FATAL(load_text_config("{\"model_type\": \"t5\", \"num_layers\": 3, \"num_decoder_layers\": 5}", &c) == QF_OK);
     CU_ASSERT_EQUAL(c.t5.act, QF_T5_ACT_RELU);     /* T5 v1.0: relu, not gated */
     CU_ASSERT_FALSE(c.t5.is_gated_act);
     CU_ASSERT_EQUAL(c.t5.num_decoder_layers, 5);
+    /* transformers 5.x: scale_decoder_outputs decides the head scale */
+    CU_ASSERT_FATAL(load_text_config("{\"model_type\": \"t5\", \"tie_word_embeddings\": true, "
+                                     "\"scale_decoder_outputs\": false}", &c) == QF_OK);
+    CU_ASSERT(c.t5.tie_word_embeddings && !c.t5.scale_decoder_outputs);
     CU_ASSERT_EQUAL(load_text_config("{\"model_type\": \"t5\", \"dense_act_fn\": \"silu\"}", &c), QF_ERR_UNSUPPORTED);
     CU_ASSERT_PTR_NOT_NULL(strstr(qf_last_error(), "silu"));
     CU_ASSERT_FATAL(load_text_config("{\"model_type\": \"llama\", \"hidden_size\": 8}", &c) == QF_OK);
