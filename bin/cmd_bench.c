@@ -4,7 +4,7 @@
  * F32), OPT-2.7B (10.6 GB in F32) and the Flan-T5-XL language model of
  * blip2-flan-t5-xl (2.85 B parameters, 11.4 GB in F32). Weights go through
  * the same loader checks as a checkpoint (qf_st_from_memory + qf_blip2_init /
- * qf_opt_load / qf_t5_load_as).
+ * qf_opt_load / qf_t5_load).
  * Each figure is the median of --repeat timed runs after one warm-up. */
 #include "cli.h"
 
@@ -14,7 +14,7 @@
 #include "embed/ops.h"
 #include "embed/safetensors.h"
 #include "embed/t5.h"
-#include "query/opt.h"
+#include "embed/opt.h"
 
 #include <cblas.h>
 #include <getopt.h>
@@ -474,7 +474,7 @@ static qf_status bench_opt(int repeat, int n_decode, int json, qf_opt_weights wt
     double t0 = now();
     if (!tp || !td) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_opt(&ts)) || (s = tensor_set_open(&ts, "<bench opt>", &st))) goto done;
-    if ((s = qf_opt_load_as(st, &cfg, wt, &m))) goto done;
+    if ((s = qf_opt_load(st, &cfg, wt, &m))) goto done;
     if ((s = qf_opt_cache_init(m, 1, T + n_decode, &c))) goto done;
     progress(json, "bench: OPT weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
     prefix = malloc((size_t)T * DO * sizeof *prefix);
@@ -524,7 +524,7 @@ static qf_status bench_t5(int repeat, int n_decode, int json, qf_opt_weights wt,
     double t0 = now();
     if (!te || !td) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_t5(&ts)) || (s = tensor_set_open(&ts, "<bench t5>", &st))) goto done;
-    if ((s = qf_t5_load_as(st, &cfg, wt, &m))) goto done;
+    if ((s = qf_t5_load(st, &cfg, wt, &m))) goto done;
     if ((s = qf_t5_cache_init(m, 1, S, 1 + n_decode, &c))) goto done;
     progress(json, "bench: Flan-T5-XL weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
     x = malloc((size_t)S * DT * sizeof *x);

@@ -11,7 +11,7 @@
 #include "embed/config.h"
 #include "embed/hub.h"
 #include "embed/spm.h"
-#include "query/bpe.h"
+#include "embed/bpe.h"
 
 #include <getopt.h>
 #include <jansson.h>

@@ -90,7 +90,7 @@ static qf_status load_stack(qf_t5 *m, qf_st *st, const char *stack, t5_block *bl
     return QF_OK;
 }
 
-qf_status qf_t5_load_as(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_t5 **out) {
+qf_status qf_t5_load(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_t5 **out) {
     *out = NULL;
     if (!cfg->t5.present)
         return qf_errorf(QF_ERR_MISSING, "config.json has no T5 text_config (text_config.model_type is '%s')",

@@ -18,7 +18,7 @@
 #include "embed/common.h"
 #include "embed/config.h"
 #include "embed/safetensors.h"
-#include "query/opt.h"
+#include "embed/opt.h"
 
 #include <stdint.h>
 
@@ -29,7 +29,7 @@ typedef struct qf_t5_cache qf_t5_cache;
  * without it, `encoder.embed_tokens`; lm_head, or `shared` when tied) from
  * the opened weights `st` (borrowed: must outlive the qf_t5). cfg->t5 must
  * be present. Every tensor is checked for presence and shape first. */
-qf_status qf_t5_load_as(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_t5 **out);
+qf_status qf_t5_load(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_t5 **out);
 void      qf_t5_free(qf_t5 *m);   /* NULL ok */
 
 qf_opt_weights      qf_t5_weight_type(const qf_t5 *m);

@@ -9,7 +9,7 @@
 
 #include "embed/common.h"
 #include "embed/safetensors.h"
-#include "query/opt.h"
+#include "embed/opt.h"
 
 #include <stdint.h>
 

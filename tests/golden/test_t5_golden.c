@@ -9,7 +9,7 @@
 #include "embed/config.h"
 #include "embed/safetensors.h"
 #include "embed/t5.h"
-#include "query/generate.h"
+#include "embed/generate.h"
 #include "tests/testutil.h"
 
 #include <stdio.h>
@@ -24,7 +24,7 @@ static qf_blip2_config cfg;
 
 static int setup(void) {
     if (qf_config_load(qf_fixture(FX), &cfg) || qf_st_open(qf_fixture(FX), &w) ||
-        qf_st_open(qf_fixture(FX "/expected.safetensors"), &ex) || qf_t5_load_as(w, &cfg, QF_OPT_F32, &m)) {
+        qf_st_open(qf_fixture(FX "/expected.safetensors"), &ex) || qf_t5_load(w, &cfg, QF_OPT_F32, &m)) {
         fprintf(stderr, "setup: %s\n", qf_last_error());
         return 1;
     }

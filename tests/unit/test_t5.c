@@ -7,7 +7,7 @@
 #include "embed/config.h"
 #include "embed/safetensors.h"
 #include "embed/t5.h"
-#include "query/generate.h"
+#include "embed/generate.h"
 #include "tests/testutil.h"
 
 #include <math.h>
@@ -24,7 +24,7 @@ static int V, D, Q;
 
 static int setup(void) {
     if (qf_config_load(qf_fixture(FX), &cfg) || qf_st_open(qf_fixture(FX), &w) ||
-        qf_st_open(qf_fixture(FX "/expected.safetensors"), &ex) || qf_t5_load_as(w, &cfg, QF_OPT_F32, &m)) {
+        qf_st_open(qf_fixture(FX "/expected.safetensors"), &ex) || qf_t5_load(w, &cfg, QF_OPT_F32, &m)) {
         fprintf(stderr, "setup: %s\n", qf_last_error());
         return 1;
     }
@@ -175,20 +175,20 @@ static void test_layouts_and_tied_head(void) {
     /* layout with encoder/decoder.embed_tokens instead of shared */
     qf_st *st = variant(1, 0);
     qf_t5 *mm = NULL;
-    CU_ASSERT_FATAL(qf_t5_load_as(st, &cfg, QF_OPT_F32, &mm) == QF_OK);
+    CU_ASSERT_FATAL(qf_t5_load(st, &cfg, QF_OPT_F32, &mm) == QF_OK);
     first_logits(mm, 3, l);
     QF_ASSERT_CLOSE(l, gold + (size_t)3 * V, (size_t)V, 2e-3, 0, "embed_tokens layout");
     qf_t5_free(mm);
     qf_st_close(st);
     /* untied without lm_head: an error naming the tensor */
     st = variant(0, 1);
-    CU_ASSERT_EQUAL(qf_t5_load_as(st, &cfg, QF_OPT_F32, &mm), QF_ERR_MISSING);
+    CU_ASSERT_EQUAL(qf_t5_load(st, &cfg, QF_OPT_F32, &mm), QF_ERR_MISSING);
     CU_ASSERT_PTR_NOT_NULL(strstr(qf_last_error(), "lm_head.weight"));
     /* tied (T5Config's default): head = shared, output scaled by d_model^-0.5;
      * against the untied model whose head reads the same shared rows */
     qf_blip2_config tied = cfg;
     tied.t5.tie_word_embeddings = tied.t5.scale_decoder_outputs = 1;
-    CU_ASSERT_FATAL(qf_t5_load_as(st, &tied, QF_OPT_F32, &mm) == QF_OK);
+    CU_ASSERT_FATAL(qf_t5_load(st, &tied, QF_OPT_F32, &mm) == QF_OK);
     first_logits(mm, 1, l_tied);
     qf_t5_free(mm);
     qf_st_close(st);
@@ -202,7 +202,7 @@ static void test_layouts_and_tied_head(void) {
                                    strcmp(t->name, "language_model.lm_head.weight") ? t->data : sh->data };
     }
     CU_ASSERT_FATAL(qf_st_from_memory("head=shared", items, k, &st) == QF_OK);
-    CU_ASSERT_FATAL(qf_t5_load_as(st, &cfg, QF_OPT_F32, &mm) == QF_OK);
+    CU_ASSERT_FATAL(qf_t5_load(st, &cfg, QF_OPT_F32, &mm) == QF_OK);
     first_logits(mm, 1, l);
     for (int v = 0; v < V; v++) l[v] /= sqrtf((float)D);
     QF_ASSERT_CLOSE(l_tied, l, (size_t)V, 1e-5, 1e-4, "tied head scale");
@@ -251,7 +251,7 @@ static void test_config_activation(void) {
  * captions equal the F32 goldens. */
 static int check_weights(qf_opt_weights wt, double tol) {
     qf_t5 *mq = NULL;
-    CU_ASSERT_FATAL(qf_t5_load_as(w, &cfg, wt, &mq) == QF_OK);
+    CU_ASSERT_FATAL(qf_t5_load(w, &cfg, wt, &mq) == QF_OK);
     CU_ASSERT_EQUAL(qf_t5_weight_type(mq), wt);
     float *a = malloc((size_t)V * sizeof *a), *b = malloc((size_t)V * sizeof *b);
     qf_gen_params p;

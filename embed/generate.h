@@ -11,7 +11,7 @@
 #define QF_GENERATE_H
 
 #include "embed/t5.h"
-#include "query/opt.h"
+#include "embed/opt.h"
 
 typedef struct {
     int   max_new_tokens;         /* default 20 (HF max_length 20 in practice); fixtures use 16 */

@@ -10,7 +10,7 @@
  *
  * The search sees the language model only through qf_gen_model (one decode
  * step for n sequences, a cache reorder): OPT and T5 share it. */
-#include "query/generate.h"
+#include "embed/generate.h"
 
 #include <jansson.h>
 #include <math.h>
