@@ -3,7 +3,7 @@
  * with the KV cache equals a full recomputation, batched decode and cache
  * reorder, both tensor layouts (shared vs encoder/decoder.embed_tokens), the
  * tied head's d_model^-0.5 scale, config activation rules, BF16 / int8
- * matrices within tolerance of F32. */
+ * matrices within tolerance of F32, allocation failures walked. */
 #include "embed/config.h"
 #include "embed/safetensors.h"
 #include "embed/t5.h"
@@ -292,6 +292,34 @@ static int check_weights(qf_opt_weights wt, double tol) {
 static void test_bf16(void) { CU_ASSERT(check_weights(QF_OPT_BF16, 0.02) >= 4); }
 static void test_int8(void) { CU_ASSERT(check_weights(QF_OPT_INT8, 0.05) >= 2); }
 
+/* Every allocation of load, cache and a whole greedy caption failing in
+ * turn: a clean QF_ERR_NOMEM each time (ASan/LSan runs check for leaks). */
+static void test_alloc_failures(void) {
+    float *x = enc_input(m, 0);
+    qf_gen_params p;
+    qf_gen_params_default(&p, 1);
+    p.max_new_tokens = 4;
+    p.num_beams = 2;
+    int ok = 0;
+    for (long k = 0; k < 400 && !ok; k++) {
+        qf_t5 *mm = NULL;
+        qf_t5_cache *c = NULL;
+        int32_t out[4];
+        int n = 0;
+        qf_alloc_fail_after(k);
+        qf_status s = qf_t5_load(w, &cfg, QF_OPT_INT8, &mm);
+        if (!s) s = qf_t5_cache_init(mm, 2, Q + 1, 5, &c);
+        if (!s) s = qf_generate_t5(mm, c, x, Q + 1, &p, out, &n, NULL);
+        qf_alloc_fail_after(-1);
+        if (s) CU_ASSERT_EQUAL(s, QF_ERR_NOMEM);
+        ok = s == QF_OK;
+        qf_t5_cache_free(c);
+        qf_t5_free(mm);
+    }
+    CU_ASSERT(ok);
+    free(x);
+}
+
 static CU_TestInfo tests[] = {
     { "relative_position_buckets", test_buckets },
     { "kv_cache_equals_recompute", test_incremental_equals_full },
@@ -300,6 +328,7 @@ static CU_TestInfo tests[] = {
     { "config_activation", test_config_activation },
     { "bf16_weights", test_bf16 },
     { "int8_weights", test_int8 },
+    { "allocation_failures", test_alloc_failures },
     CU_TEST_INFO_NULL,
 };
 
