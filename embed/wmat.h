@@ -1,9 +1,9 @@
 /* wmat.h - a language model's weight matrix held as float32, BF16 or int8
  * (the qf_opt_weights modes, see opt.h), loaded from safetensors and
- * multiplied by a few activation rows. Used by the T5 model (t5.c); the same
- * rules as OPT's matrices: float32 and BF16 stay in the mapped file when it
- * stores them so, other conversions are made once at load into blocks the
- * qf_wmat_store owns. */
+ * multiplied by activation rows; the matrices of both language models (opt.c,
+ * t5.c). float32 and BF16 stay in the mapped file when it stores them so,
+ * other conversions are made once at load into blocks the qf_wmat_store
+ * owns. */
 #ifndef QF_WMAT_H
 #define QF_WMAT_H
 
