@@ -7,7 +7,6 @@
  * OPTAttention does. */
 #include "embed/opt.h"
 
-#include "embed/kernels_cpu.h"
 #include "embed/ops.h"
 #include "embed/wmat.h"
 
