@@ -54,41 +54,108 @@ struct qf_t5_cache {
     qf_arena        arena;              /* activations                             */
 };
 
-typedef struct { size_t off; const char *fmt; int rows, cols; } spec;   /* cols 0: vector */
+/* Symbolic dimensions of the tensor table, resolved from the config (as
+ * opt.c's and blip2.c's tables): D_I = num_heads * d_kv, D_NB the relative
+ * attention buckets, D_DQ the Q-Former hidden (projection input). */
+enum { D_NONE, D_D, D_I, D_F, D_V, D_DQ, D_NB, D_H, D_COUNT };
+
+/* Flags of a table entry: MAT, the field is a qf_wmat held in the model's
+ * weight type (else a `const float *` in float32); GATED, present only when
+ * is_gated_act (wi_0, wi_1), UNGATED only when not (wi); EMB, the token
+ * embedding, read from encoder.embed_tokens when the file has that and no
+ * shared.weight (save_pretrained drops encoder/decoder.embed_tokens, tied
+ * aliases of shared; older files may hold only those); TIED, lm_head,
+ * which is the token embedding when absent and tie_word_embeddings. */
+enum { MAT = 1, GATED = 2, UNGATED = 4, EMB = 8, TIED = 16 };
+
+typedef struct {
+    size_t      off;                /* offset of the field                   */
+    const char *fmt;                /* HF tensor name; %d = layer index      */
+    int         dims[2];            /* symbolic shape, D_NONE-terminated     */
+    int         flags;
+} tensor_spec;
+
+#define M(f) offsetof(struct qf_t5, f)
+static const tensor_spec model_specs[] = {
+    { M(proj_w),  "language_projection.weight",                        { D_D, D_DQ }, 0 },
+    { M(proj_b),  "language_projection.bias",                          { D_D },       0 },
+    { M(shared),  "language_model.shared.weight",                      { D_V, D_D },  EMB },
+    { M(enc_rel), "language_model.encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                                                                       { D_NB, D_H }, 0 },
+    { M(dec_rel), "language_model.decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                                                                       { D_NB, D_H }, 0 },
+    { M(enc_fln), "language_model.encoder.final_layer_norm.weight",    { D_D },       0 },
+    { M(dec_fln), "language_model.decoder.final_layer_norm.weight",    { D_D },       0 },
+    { M(lm_head), "language_model.lm_head.weight",                     { D_V, D_D },  MAT | TIED },
+};
+
 #define BL(f) offsetof(t5_block, f)
-enum { S_D = -1, S_I = -2, S_F = -3 };
+#define ENC(s) "language_model.encoder.block.%d." s
+static const tensor_spec enc_specs[] = {
+    { BL(sa_ln), ENC("layer.0.layer_norm.weight"),          { D_D },      0 },
+    { BL(sa_q),  ENC("layer.0.SelfAttention.q.weight"),     { D_I, D_D }, MAT },
+    { BL(sa_k),  ENC("layer.0.SelfAttention.k.weight"),     { D_I, D_D }, MAT },
+    { BL(sa_v),  ENC("layer.0.SelfAttention.v.weight"),     { D_I, D_D }, MAT },
+    { BL(sa_o),  ENC("layer.0.SelfAttention.o.weight"),     { D_D, D_I }, MAT },
+    { BL(ff_ln), ENC("layer.1.layer_norm.weight"),          { D_D },      0 },
+    { BL(wi0),   ENC("layer.1.DenseReluDense.wi_0.weight"), { D_F, D_D }, MAT | GATED },
+    { BL(wi0),   ENC("layer.1.DenseReluDense.wi.weight"),   { D_F, D_D }, MAT | UNGATED },
+    { BL(wo),    ENC("layer.1.DenseReluDense.wo.weight"),   { D_D, D_F }, MAT },
+    { BL(wi1),   ENC("layer.1.DenseReluDense.wi_1.weight"), { D_F, D_D }, MAT | GATED },
+};
 
-static qf_status get_vec(qf_st *st, const char *name, int64_t n, const float **out) {
-    int64_t shape[1] = { n };
-    return qf_st_get_f32(st, name, 1, shape, out);
-}
+#define DEC(s) "language_model.decoder.block.%d." s
+static const tensor_spec dec_specs[] = {
+    { BL(sa_ln), DEC("layer.0.layer_norm.weight"),          { D_D },      0 },
+    { BL(sa_q),  DEC("layer.0.SelfAttention.q.weight"),     { D_I, D_D }, MAT },
+    { BL(sa_k),  DEC("layer.0.SelfAttention.k.weight"),     { D_I, D_D }, MAT },
+    { BL(sa_v),  DEC("layer.0.SelfAttention.v.weight"),     { D_I, D_D }, MAT },
+    { BL(sa_o),  DEC("layer.0.SelfAttention.o.weight"),     { D_D, D_I }, MAT },
+    { BL(ca_ln), DEC("layer.1.layer_norm.weight"),          { D_D },      0 },
+    { BL(ca_q),  DEC("layer.1.EncDecAttention.q.weight"),   { D_I, D_D }, MAT },
+    { BL(ca_k),  DEC("layer.1.EncDecAttention.k.weight"),   { D_I, D_D }, MAT },
+    { BL(ca_v),  DEC("layer.1.EncDecAttention.v.weight"),   { D_I, D_D }, MAT },
+    { BL(ca_o),  DEC("layer.1.EncDecAttention.o.weight"),   { D_D, D_I }, MAT },
+    { BL(ff_ln), DEC("layer.2.layer_norm.weight"),          { D_D },      0 },
+    { BL(wi0),   DEC("layer.2.DenseReluDense.wi_0.weight"), { D_F, D_D }, MAT | GATED },
+    { BL(wi0),   DEC("layer.2.DenseReluDense.wi.weight"),   { D_F, D_D }, MAT | UNGATED },
+    { BL(wo),    DEC("layer.2.DenseReluDense.wo.weight"),   { D_D, D_F }, MAT },
+    { BL(wi1),   DEC("layer.2.DenseReluDense.wi_1.weight"), { D_F, D_D }, MAT | GATED },
+};
 
-static qf_status get_f32(qf_st *st, const char *name, int64_t r, int64_t c, const float **out) {
-    int64_t shape[2] = { r, c };
-    return qf_st_get_f32(st, name, 2, shape, out);
-}
+typedef struct {
+    qf_t5      *m;
+    qf_st      *st;
+    int64_t     dim[D_COUNT];
+    const char *emb;                /* the token embedding's tensor name     */
+} loader;
 
-static int64_t dim_of(const qf_t5_config *c, int code) {
-    return code == S_D ? c->d_model : code == S_I ? (int64_t)c->num_heads * c->d_kv : c->d_ff;
-}
-
-/* The blocks of one stack ("encoder" / "decoder") from a spec table. */
-static qf_status load_stack(qf_t5 *m, qf_st *st, const char *stack, t5_block *blocks, int n,
-                            const spec *specs, size_t n_specs) {
-    for (int l = 0; l < n; l++)
-        for (size_t i = 0; i < n_specs; i++) {
-            const spec *sp = &specs[i];
-            char name[256];
-            snprintf(name, sizeof name, "language_model.%s.block.%d.%s", stack, l, sp->fmt);
-            char *field = (char *)&blocks[l] + sp->off;
-            int64_t r = dim_of(&m->cfg, sp->rows);
-            qf_status s = sp->cols ? qf_wmat_get(&m->store, st, m->wtype, name, r, dim_of(&m->cfg, sp->cols),
-                                                 (qf_wmat *)field)
-                                   : get_vec(st, name, r, (const float **)field);
-            if (s) return s;
-        }
+/* Loads every entry of `specs` that the config has into the struct at
+ * `base` (name formatted with `layer`): one path, so every tensor gets the
+ * same presence, dtype and shape checks and messages. */
+static qf_status load_specs(const loader *ld, void *base, const tensor_spec *specs, size_t n, int layer) {
+    const int gated = ld->m->cfg.is_gated_act;
+    for (size_t i = 0; i < n; i++) {
+        const tensor_spec *sp = &specs[i];
+        if ((sp->flags & GATED && !gated) || (sp->flags & UNGATED && gated)) continue;
+        char buf[256];
+        snprintf(buf, sizeof buf, sp->fmt, layer);
+        const char *name = buf;
+        if (sp->flags & EMB) name = ld->emb;
+        if (sp->flags & TIED && !qf_st_find(ld->st, buf) && ld->m->cfg.tie_word_embeddings) name = ld->emb;
+        int64_t shape[2];
+        int nd = 0;
+        for (; nd < 2 && sp->dims[nd] != D_NONE; nd++) shape[nd] = ld->dim[sp->dims[nd]];
+        char *field = (char *)base + sp->off;
+        qf_status s = sp->flags & MAT
+                      ? qf_wmat_get(&ld->m->store, ld->st, ld->m->wtype, name, shape[0], shape[1], (qf_wmat *)field)
+                      : qf_st_get_f32(ld->st, name, nd, shape, (const float **)field);
+        if (s) return s;
+    }
     return QF_OK;
 }
+#define LOAD(ld, base, specs, layer) \
+    load_specs((ld), (base), (specs), sizeof(specs) / sizeof((specs)[0]), (layer))
 
 qf_status qf_t5_load(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_t5 **out) {
     *out = NULL;
@@ -101,62 +168,26 @@ qf_status qf_t5_load(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype
     m->cfg = *c;
     m->wtype = wtype;
     m->d_q = cfg->qformer.hidden_size;
-    const int64_t D = c->d_model, V = c->vocab_size, NB = c->relative_attention_num_buckets, H = c->num_heads;
+    loader ld = { .m = m, .st = st };
+    ld.dim[D_D] = c->d_model;
+    ld.dim[D_I] = (int64_t)c->num_heads * c->d_kv;
+    ld.dim[D_F] = c->d_ff;
+    ld.dim[D_V] = c->vocab_size;
+    ld.dim[D_DQ] = m->d_q;
+    ld.dim[D_NB] = c->relative_attention_num_buckets;
+    ld.dim[D_H] = c->num_heads;
+    ld.emb = qf_st_find(st, "language_model.shared.weight") ||
+             !qf_st_find(st, "language_model.encoder.embed_tokens.weight")
+             ? "language_model.shared.weight" : "language_model.encoder.embed_tokens.weight";
     qf_status s;
     m->enc = qf_calloc((size_t)c->num_layers, sizeof *m->enc);
     m->dec = qf_calloc((size_t)c->num_decoder_layers, sizeof *m->dec);
     if (!m->enc || !m->dec) { s = qf_errorf(QF_ERR_NOMEM, "out of memory loading T5"); goto fail; }
-    /* save_pretrained drops encoder/decoder.embed_tokens (tied aliases of
-     * shared); older files may hold only those */
-    const char *emb = qf_st_find(st, "language_model.shared.weight") || !qf_st_find(st,
-                      "language_model.encoder.embed_tokens.weight") ? "language_model.shared.weight"
-                                                                   : "language_model.encoder.embed_tokens.weight";
-    if ((s = get_f32(st, "language_projection.weight", D, m->d_q, &m->proj_w)) ||
-        (s = get_vec(st, "language_projection.bias", D, &m->proj_b)) ||
-        (s = get_f32(st, emb, V, D, &m->shared)) ||
-        (s = get_f32(st, "language_model.encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                     NB, H, &m->enc_rel)) ||
-        (s = get_f32(st, "language_model.decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                     NB, H, &m->dec_rel)) ||
-        (s = get_vec(st, "language_model.encoder.final_layer_norm.weight", D, &m->enc_fln)) ||
-        (s = get_vec(st, "language_model.decoder.final_layer_norm.weight", D, &m->dec_fln)))
-        goto fail;
-    const char *head = qf_st_find(st, "language_model.lm_head.weight") || !c->tie_word_embeddings
-                       ? "language_model.lm_head.weight" : emb;
-    if ((s = qf_wmat_get(&m->store, st, wtype, head, V, D, &m->lm_head))) goto fail;
-
-    const int g = c->is_gated_act;
-    const spec enc_specs[] = {
-        { BL(sa_ln), "layer.0.layer_norm.weight", S_D, 0 },
-        { BL(sa_q), "layer.0.SelfAttention.q.weight", S_I, S_D },
-        { BL(sa_k), "layer.0.SelfAttention.k.weight", S_I, S_D },
-        { BL(sa_v), "layer.0.SelfAttention.v.weight", S_I, S_D },
-        { BL(sa_o), "layer.0.SelfAttention.o.weight", S_D, S_I },
-        { BL(ff_ln), "layer.1.layer_norm.weight", S_D, 0 },
-        { BL(wi0), g ? "layer.1.DenseReluDense.wi_0.weight" : "layer.1.DenseReluDense.wi.weight", S_F, S_D },
-        { BL(wo), "layer.1.DenseReluDense.wo.weight", S_D, S_F },
-        { BL(wi1), "layer.1.DenseReluDense.wi_1.weight", S_F, S_D },   /* last: gated only */
-    };
-    const spec dec_specs[] = {
-        { BL(sa_ln), "layer.0.layer_norm.weight", S_D, 0 },
-        { BL(sa_q), "layer.0.SelfAttention.q.weight", S_I, S_D },
-        { BL(sa_k), "layer.0.SelfAttention.k.weight", S_I, S_D },
-        { BL(sa_v), "layer.0.SelfAttention.v.weight", S_I, S_D },
-        { BL(sa_o), "layer.0.SelfAttention.o.weight", S_D, S_I },
-        { BL(ca_ln), "layer.1.layer_norm.weight", S_D, 0 },
-        { BL(ca_q), "layer.1.EncDecAttention.q.weight", S_I, S_D },
-        { BL(ca_k), "layer.1.EncDecAttention.k.weight", S_I, S_D },
-        { BL(ca_v), "layer.1.EncDecAttention.v.weight", S_I, S_D },
-        { BL(ca_o), "layer.1.EncDecAttention.o.weight", S_D, S_I },
-        { BL(ff_ln), "layer.2.layer_norm.weight", S_D, 0 },
-        { BL(wi0), g ? "layer.2.DenseReluDense.wi_0.weight" : "layer.2.DenseReluDense.wi.weight", S_F, S_D },
-        { BL(wo), "layer.2.DenseReluDense.wo.weight", S_D, S_F },
-        { BL(wi1), "layer.2.DenseReluDense.wi_1.weight", S_F, S_D },
-    };
-    size_t ne = sizeof enc_specs / sizeof enc_specs[0], nd = sizeof dec_specs / sizeof dec_specs[0];
-    if ((s = load_stack(m, st, "encoder", m->enc, c->num_layers, enc_specs, g ? ne : ne - 1)) ||
-        (s = load_stack(m, st, "decoder", m->dec, c->num_decoder_layers, dec_specs, g ? nd : nd - 1)))
-        goto fail;
+    if ((s = LOAD(&ld, m, model_specs, 0))) goto fail;
+    for (int l = 0; l < c->num_layers; l++)
+        if ((s = LOAD(&ld, &m->enc[l], enc_specs, l))) goto fail;
+    for (int l = 0; l < c->num_decoder_layers; l++)
+        if ((s = LOAD(&ld, &m->dec[l], dec_specs, l))) goto fail;
     *out = m;
     return QF_OK;
 fail:
