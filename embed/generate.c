@@ -120,132 +120,183 @@ static int cand_desc(const void *a, const void *b) {
     return x->idx - y->idx;      /* torch.topk keeps the lower index first on ties */
 }
 
+#define MAX_BEAMS 64
+
+/* One beam search: B running beams, K = 2B candidates a step, B finished
+ * hypotheses (sorted best first), each sequence T new tokens long at most. */
+typedef struct {
+    int      V, B, K, T;
+    float    run_score[MAX_BEAMS], fin_score[MAX_BEAMS], cand_score[2 * MAX_BEAMS];
+    int      fin_len[MAX_BEAMS], fin_done[MAX_BEAMS];
+    int      cand_beam[2 * MAX_BEAMS], cand_tok[2 * MAX_BEAMS], cand_hit[2 * MAX_BEAMS];
+    float   *logp;                  /* [B][V] the running beams' next-token logits */
+    int32_t *run_seq;               /* [B][T] running beams' new tokens            */
+    int32_t *cand_seq;              /* [K][T]                                      */
+    int32_t *fin_seq;               /* [B][T] finished hypotheses                  */
+    int32_t *tmp_seq;               /* [B][T] reorder scratch                      */
+    cand    *top;                   /* [B * V] scores over beams x vocab           */
+} beam_state;
+
+static void beam_free(beam_state *bs) {
+    qf_free(bs->logp); qf_free(bs->run_seq); qf_free(bs->cand_seq); qf_free(bs->fin_seq); qf_free(bs->tmp_seq);
+    qf_free(bs->top);
+}
+
+/* Buffers, and the first step: every beam sees logits0, only beam 0 counts. */
+static qf_status beam_init(beam_state *bs, int V, int B, int T, const float *logits0) {
+    bs->V = V; bs->B = B; bs->K = 2 * B; bs->T = T;
+    bs->logp = qf_malloc((size_t)B * V * sizeof *bs->logp);
+    bs->run_seq = qf_calloc((size_t)B * T, sizeof *bs->run_seq);
+    bs->cand_seq = qf_calloc((size_t)bs->K * T, sizeof *bs->cand_seq);
+    bs->fin_seq = qf_calloc((size_t)B * T, sizeof *bs->fin_seq);
+    bs->tmp_seq = qf_calloc((size_t)B * T, sizeof *bs->tmp_seq);
+    bs->top = qf_malloc((size_t)B * V * sizeof *bs->top);
+    if (!bs->logp || !bs->run_seq || !bs->cand_seq || !bs->fin_seq || !bs->tmp_seq || !bs->top)
+        return qf_errorf(QF_ERR_NOMEM, "out of memory for beam search over %d beams", B);
+    for (int b = 0; b < B; b++) {
+        bs->run_score[b] = b == 0 ? 0.0f : NEG_BIG;
+        bs->fin_score[b] = NEG_BIG; bs->fin_len[b] = 0; bs->fin_done[b] = 0;
+        memcpy(bs->logp + (size_t)b * V, logits0, (size_t)V * sizeof *bs->logp);
+    }
+    return QF_OK;
+}
+
+/* Step n (tokens generated so far): scores = log_softmax(logits) (+
+ * processors) + running score; the top K over beams x vocab become the
+ * candidates, each its beam's tokens plus one. */
+static void beam_candidates(beam_state *bs, const qf_gen_params *p, const int32_t *prompt_ids, int n_prompt,
+                            int n) {
+    const int V = bs->V, B = bs->B, K = bs->K, T = bs->T;
+    for (int b = 0; b < B; b++) {
+        float *lp = bs->logp + (size_t)b * V;
+        log_softmax(lp, V);
+        repetition_penalty(lp, V, p->repetition_penalty, prompt_ids, n_prompt, bs->run_seq + (size_t)b * T, n);
+        if (n < p->min_new_tokens && p->eos_id >= 0 && p->eos_id < V) lp[p->eos_id] = -INFINITY;
+        for (int v = 0; v < V; v++) {
+            bs->top[(size_t)b * V + v].score = lp[v] + bs->run_score[b];
+            bs->top[(size_t)b * V + v].idx = b * V + v;
+        }
+    }
+    /* top K: partial selection then sort */
+    cand best[2 * MAX_BEAMS];
+    int nb = 0;
+    for (size_t i = 0; i < (size_t)B * V; i++) {
+        cand x = bs->top[i];
+        if (nb < K) { best[nb++] = x; qsort(best, (size_t)nb, sizeof *best, cand_desc); continue; }
+        if (cand_desc(&x, &best[K - 1]) >= 0) continue;
+        int j = K - 1;
+        while (j > 0 && cand_desc(&x, &best[j - 1]) < 0) { best[j] = best[j - 1]; j--; }
+        best[j] = x;
+    }
+    for (int k = 0; k < K; k++) {
+        bs->cand_score[k] = best[k].score;
+        bs->cand_beam[k] = best[k].idx / V;
+        bs->cand_tok[k] = best[k].idx % V;
+        memcpy(bs->cand_seq + (size_t)k * T, bs->run_seq + (size_t)bs->cand_beam[k] * T,
+               (size_t)n * sizeof *bs->cand_seq);
+        bs->cand_seq[(size_t)k * T + n] = bs->cand_tok[k];
+        bs->cand_hit[k] = bs->cand_tok[k] == p->eos_id || n + 1 >= T;
+    }
+}
+
+/* Finished: merge the top-B candidates that hit a stop (scored
+ * sum_logprob / n_new^length_penalty) into the B best hypotheses; none
+ * once the early-stop heuristic is satisfied. */
+static void beam_finish(beam_state *bs, const qf_gen_params *p, int n, int heuristic_unsatisfied) {
+    const int B = bs->B, K = bs->K, T = bs->T;
+    float ms[4 * MAX_BEAMS];
+    int from[4 * MAX_BEAMS];
+    int nm = 0;
+    for (int b = 0; b < B; b++) { ms[nm] = bs->fin_score[b]; from[nm++] = b; }
+    float norm = powf((float)(n + 1), p->length_penalty);
+    for (int k = 0; k < K; k++) {
+        float sc = bs->cand_score[k] / norm;
+        if (!heuristic_unsatisfied) sc += NEG_BIG;
+        if (!(bs->cand_hit[k] && k < B)) sc += NEG_BIG;
+        ms[nm] = sc; from[nm++] = B + k;
+    }
+    cand order[4 * MAX_BEAMS];
+    for (int i = 0; i < nm; i++) { order[i].score = ms[i]; order[i].idx = i; }
+    qsort(order, (size_t)nm, sizeof *order, cand_desc);
+    float nfs[MAX_BEAMS]; int nfl[MAX_BEAMS], nfd[MAX_BEAMS];
+    for (int b = 0; b < B; b++) {
+        int src = from[order[b].idx];
+        nfs[b] = order[b].score;
+        if (src < B) {
+            memcpy(bs->tmp_seq + (size_t)b * T, bs->fin_seq + (size_t)src * T, (size_t)T * sizeof *bs->tmp_seq);
+            nfl[b] = bs->fin_len[src]; nfd[b] = bs->fin_done[src];
+        } else {
+            int k = src - B;
+            memcpy(bs->tmp_seq + (size_t)b * T, bs->cand_seq + (size_t)k * T, (size_t)T * sizeof *bs->tmp_seq);
+            nfl[b] = n + 1; nfd[b] = bs->cand_hit[k] && k < B;
+        }
+    }
+    memcpy(bs->fin_seq, bs->tmp_seq, (size_t)B * T * sizeof *bs->fin_seq);
+    memcpy(bs->fin_score, nfs, (size_t)B * sizeof *nfs);
+    memcpy(bs->fin_len, nfl, (size_t)B * sizeof *nfl);
+    memcpy(bs->fin_done, nfd, (size_t)B * sizeof *nfd);
+}
+
+/* Running: the best B candidates that did not hit a stop, their source
+ * beams in src and last tokens in next_tok. Updates the early-stop
+ * heuristic (early_stopping False: best running score / n_new); returns 1
+ * when the search goes on. */
+static int beam_advance(beam_state *bs, const qf_gen_params *p, int n, int *heuristic_unsatisfied, int *src,
+                        int32_t *next_tok) {
+    const int B = bs->B, K = bs->K, T = bs->T;
+    int all_hit = 1;
+    for (int k = 0; k < K; k++) all_hit &= bs->cand_hit[k];
+    cand order[2 * MAX_BEAMS];
+    for (int k = 0; k < K; k++) {
+        order[k].score = bs->cand_score[k] + (bs->cand_hit[k] ? NEG_BIG : 0.0f);
+        order[k].idx = k;
+    }
+    qsort(order, (size_t)K, sizeof *order, cand_desc);
+    for (int b = 0; b < B; b++) {
+        int k = order[b].idx;
+        bs->run_score[b] = order[b].score;
+        src[b] = bs->cand_beam[k];
+        next_tok[b] = bs->cand_tok[k];
+        memcpy(bs->tmp_seq + (size_t)b * T, bs->cand_seq + (size_t)k * T, (size_t)T * sizeof *bs->tmp_seq);
+    }
+    memcpy(bs->run_seq, bs->tmp_seq, (size_t)B * T * sizeof *bs->run_seq);
+    int all_done = 1;
+    float worst = INFINITY;
+    for (int b = 0; b < B; b++) {
+        all_done &= bs->fin_done[b];
+        worst = bs->fin_score[b] < worst ? bs->fin_score[b] : worst;
+    }
+    float best_possible = bs->run_score[0] / powf((float)(n + 1), p->length_penalty);
+    int improvable = 0;
+    for (int b = 0; b < B; b++) improvable |= best_possible > (bs->fin_done[b] ? worst : NEG_BIG);
+    *heuristic_unsatisfied = *heuristic_unsatisfied && improvable;
+    int open_beam = !(all_done && p->early_stopping);
+    return *heuristic_unsatisfied && open_beam && !all_hit;
+}
+
 static qf_status beam(const qf_gen_model *m, const float *logits0, const int32_t *prompt_ids,
                       int n_prompt, const qf_gen_params *p, int32_t *out, int *n_out) {
-    if (p->num_beams > 64) return qf_errorf(QF_ERR_LIMIT, "num_beams %d: at most 64 are supported", p->num_beams);
-    const int V = m->vocab, B = p->num_beams, K = 2 * B, T = p->max_new_tokens;
-    qf_status s = QF_OK;
-    float run_score[B], fin_score[B], cand_score[K];
-    int fin_len[B], fin_done[B], cand_beam[K], cand_tok[K], cand_hit[K], zeros[B];
-    float *logp = qf_malloc((size_t)B * V * sizeof *logp);
-    int32_t *run_seq = qf_calloc((size_t)B * T, sizeof *run_seq);   /* running beams' new tokens */
-    int32_t *cand_seq = qf_calloc((size_t)K * T, sizeof *cand_seq);
-    int32_t *fin_seq = qf_calloc((size_t)B * T, sizeof *fin_seq);   /* finished hypotheses       */
-    int32_t *tmp_seq = qf_calloc((size_t)B * T, sizeof *tmp_seq);
-    cand *top = qf_malloc((size_t)B * V * sizeof *top);
-    if (!logp || !run_seq || !cand_seq || !fin_seq || !tmp_seq || !top) {
-        s = qf_errorf(QF_ERR_NOMEM, "out of memory for beam search over %d beams", B);
-        goto done;
-    }
-    for (int b = 0; b < B; b++) {
-        run_score[b] = b == 0 ? 0.0f : NEG_BIG;
-        fin_score[b] = NEG_BIG; fin_len[b] = 0; fin_done[b] = 0;
-        memcpy(logp + (size_t)b * V, logits0, (size_t)V * sizeof *logp);
-    }
-    /* every beam starts from the same prefix: copy the prefilled cache */
-    memset(zeros, 0, sizeof zeros);
-    if ((s = m->reorder(m->ctx, zeros, B))) goto done;
-
+    if (p->num_beams > MAX_BEAMS)
+        return qf_errorf(QF_ERR_LIMIT, "num_beams %d: at most %d are supported", p->num_beams, MAX_BEAMS);
+    const int B = p->num_beams, T = p->max_new_tokens;
+    beam_state bs = { 0 };
+    int src[MAX_BEAMS] = { 0 };     /* zeros first: every beam starts from the prefilled cache */
+    int32_t next_tok[MAX_BEAMS];
+    qf_status s;
+    if ((s = beam_init(&bs, m->vocab, B, T, logits0)) || (s = m->reorder(m->ctx, src, B))) goto done;
     int heuristic_unsatisfied = 1;
     for (int n = 0; n < T; n++) {       /* n = tokens generated so far */
-        /* scores = log_softmax(logits) (+ processors) + running score */
-        for (int b = 0; b < B; b++) {
-            float *lp = logp + (size_t)b * V;
-            log_softmax(lp, V);
-            repetition_penalty(lp, V, p->repetition_penalty, prompt_ids, n_prompt, run_seq + (size_t)b * T, n);
-            if (n < p->min_new_tokens && p->eos_id >= 0 && p->eos_id < V) lp[p->eos_id] = -INFINITY;
-            for (int v = 0; v < V; v++) {
-                top[(size_t)b * V + v].score = lp[v] + run_score[b];
-                top[(size_t)b * V + v].idx = b * V + v;
-            }
-        }
-        /* top 2B over beams x vocab: partial selection then sort */
-        cand best[K];
-        int nb = 0;
-        for (size_t i = 0; i < (size_t)B * V; i++) {
-            cand x = top[i];
-            if (nb < K) { best[nb++] = x; qsort(best, (size_t)nb, sizeof *best, cand_desc); continue; }
-            if (cand_desc(&x, &best[K - 1]) >= 0) continue;
-            int j = K - 1;
-            while (j > 0 && cand_desc(&x, &best[j - 1]) < 0) { best[j] = best[j - 1]; j--; }
-            best[j] = x;
-        }
-        for (int k = 0; k < K; k++) {
-            cand_score[k] = best[k].score;
-            cand_beam[k] = best[k].idx / V;
-            cand_tok[k] = best[k].idx % V;
-            memcpy(cand_seq + (size_t)k * T, run_seq + (size_t)cand_beam[k] * T, (size_t)n * sizeof *cand_seq);
-            cand_seq[(size_t)k * T + n] = cand_tok[k];
-            cand_hit[k] = cand_tok[k] == p->eos_id || n + 1 >= T;
-        }
-        /* finished: merge the top-B candidates that hit a stop into the B best hypotheses */
-        {
-            float ms[2 * B + K];
-            int from[2 * B + K];
-            int nm = 0;
-            for (int b = 0; b < B; b++) { ms[nm] = fin_score[b]; from[nm++] = b; }
-            float norm = powf((float)(n + 1), p->length_penalty);
-            for (int k = 0; k < K; k++) {
-                float sc = cand_score[k] / norm;
-                if (!heuristic_unsatisfied) sc += NEG_BIG;
-                if (!(cand_hit[k] && k < B)) sc += NEG_BIG;
-                ms[nm] = sc; from[nm++] = B + k;
-            }
-            cand order[nm];
-            for (int i = 0; i < nm; i++) { order[i].score = ms[i]; order[i].idx = i; }
-            qsort(order, (size_t)nm, sizeof *order, cand_desc);
-            float nfs[B]; int nfl[B], nfd[B];
-            for (int b = 0; b < B; b++) {
-                int src = from[order[b].idx];
-                nfs[b] = order[b].score;
-                if (src < B) {
-                    memcpy(tmp_seq + (size_t)b * T, fin_seq + (size_t)src * T, (size_t)T * sizeof *tmp_seq);
-                    nfl[b] = fin_len[src]; nfd[b] = fin_done[src];
-                } else {
-                    int k = src - B;
-                    memcpy(tmp_seq + (size_t)b * T, cand_seq + (size_t)k * T, (size_t)T * sizeof *tmp_seq);
-                    nfl[b] = n + 1; nfd[b] = cand_hit[k] && k < B;
-                }
-            }
-            memcpy(fin_seq, tmp_seq, (size_t)B * T * sizeof *fin_seq);
-            memcpy(fin_score, nfs, sizeof nfs); memcpy(fin_len, nfl, sizeof nfl); memcpy(fin_done, nfd, sizeof nfd);
-        }
-        /* running: best B candidates that did not hit a stop */
-        int all_hit = 1;
-        for (int k = 0; k < K; k++) all_hit &= cand_hit[k];
-        {
-            cand order[K];
-            for (int k = 0; k < K; k++) { order[k].score = cand_score[k] + (cand_hit[k] ? NEG_BIG : 0.0f); order[k].idx = k; }
-            qsort(order, (size_t)K, sizeof *order, cand_desc);
-            int src[B];
-            int32_t next_tok[B];
-            for (int b = 0; b < B; b++) {
-                int k = order[b].idx;
-                run_score[b] = order[b].score;
-                src[b] = cand_beam[k];
-                next_tok[b] = cand_tok[k];
-                memcpy(tmp_seq + (size_t)b * T, cand_seq + (size_t)k * T, (size_t)T * sizeof *tmp_seq);
-            }
-            memcpy(run_seq, tmp_seq, (size_t)B * T * sizeof *run_seq);
-            /* early-stop heuristic (early_stopping False: best running score / n_new) */
-            int all_done = 1;
-            float worst = INFINITY;
-            for (int b = 0; b < B; b++) { all_done &= fin_done[b]; worst = fin_score[b] < worst ? fin_score[b] : worst; }
-            float best_possible = run_score[0] / powf((float)(n + 1), p->length_penalty);
-            int improvable = 0;
-            for (int b = 0; b < B; b++) improvable |= best_possible > (fin_done[b] ? worst : NEG_BIG);
-            heuristic_unsatisfied = heuristic_unsatisfied && improvable;
-            int open_beam = !(all_done && p->early_stopping);
-            if (!(heuristic_unsatisfied && open_beam && !all_hit)) break;
-            if ((s = m->reorder(m->ctx, src, B))) goto done;
-            if ((s = m->decode(m->ctx, next_tok, B, logp))) goto done;
-        }
+        beam_candidates(&bs, p, prompt_ids, n_prompt, n);
+        beam_finish(&bs, p, n, heuristic_unsatisfied);
+        if (!beam_advance(&bs, p, n, &heuristic_unsatisfied, src, next_tok)) break;
+        if ((s = m->reorder(m->ctx, src, B))) goto done;
+        if ((s = m->decode(m->ctx, next_tok, B, bs.logp))) goto done;
     }
     /* best finished hypothesis (index 0 after the sorted merge) */
-    *n_out = fin_len[0];
-    memcpy(out, fin_seq, (size_t)fin_len[0] * sizeof *out);
+    *n_out = bs.fin_len[0];
+    memcpy(out, bs.fin_seq, (size_t)bs.fin_len[0] * sizeof *out);
 done:
-    qf_free(logp); qf_free(run_seq); qf_free(cand_seq); qf_free(fin_seq); qf_free(tmp_seq); qf_free(top);
+    beam_free(&bs);
     return s;
 }
 
