@@ -211,6 +211,41 @@ static void test_layouts_and_tied_head(void) {
     free(items); free(l); free(l_tied);
 }
 
+/* The feed-forward tensors the config asks for: gated (wi_0 + wi_1) or not
+ * (wi), each a clear error naming the tensor when absent. */
+static void test_gated_tensors(void) {
+    qf_blip2_config plain = cfg;
+    plain.t5.is_gated_act = 0;
+    qf_t5 *mm = NULL;
+    /* the gated fixture has no wi: the non-gated table entry is the one read */
+    CU_ASSERT_EQUAL(qf_t5_load(w, &plain, QF_OPT_F32, &mm), QF_ERR_MISSING);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qf_last_error(), "encoder.block.0.layer.1.DenseReluDense.wi.weight"));
+    CU_ASSERT_PTR_NULL(mm);
+    /* wi_0 renamed wi and wi_1 dropped in every block: loads as non-gated;
+     * while gated, the missing wi_0 is named */
+    size_t n = qf_st_count(w), k = 0;
+    qf_st_item *items = calloc(n, sizeof *items);
+    char (*names)[256] = calloc(n, sizeof *names);
+    for (size_t i = 0; i < n; i++) {
+        const qf_st_tensor *t = qf_st_at(w, i);
+        if (strstr(t->name, ".wi_1.weight")) continue;
+        const char *g = strstr(t->name, ".wi_0.weight");
+        if (g) snprintf(names[k], sizeof names[k], "%.*s.wi.weight", (int)(g - t->name), t->name);
+        else snprintf(names[k], sizeof names[k], "%s", t->name);
+        items[k] = (qf_st_item){ names[k], t->dtype, t->n_dim, t->shape, t->data };
+        k++;
+    }
+    qf_st *st = NULL;
+    CU_ASSERT_FATAL(qf_st_from_memory("ungated", items, k, &st) == QF_OK);
+    CU_ASSERT_EQUAL(qf_t5_load(st, &plain, QF_OPT_F32, &mm), QF_OK);
+    qf_t5_free(mm);
+    mm = NULL;
+    CU_ASSERT_EQUAL(qf_t5_load(st, &cfg, QF_OPT_F32, &mm), QF_ERR_MISSING);
+    CU_ASSERT_PTR_NOT_NULL(strstr(qf_last_error(), "encoder.block.0.layer.1.DenseReluDense.wi_0.weight"));
+    qf_st_close(st);
+    free(names); free(items);
+}
+
 /* config.json variants written to a temporary folder */
 static qf_status load_text_config(const char *text_config, qf_blip2_config *out) {
     char path[1024];
@@ -325,6 +360,7 @@ static CU_TestInfo tests[] = {
     { "kv_cache_equals_recompute", test_incremental_equals_full },
     { "batched_decode_and_reorder", test_batched_decode_and_reorder },
     { "layouts_and_tied_head", test_layouts_and_tied_head },
+    { "gated_tensors", test_gated_tensors },
     { "config_activation", test_config_activation },
     { "bf16_weights", test_bf16 },
     { "int8_weights", test_int8 },
