@@ -27,7 +27,8 @@ typedef struct {
 typedef struct {
     const char        *model_dir;
     const char        *db_path;
-    const char        *factory;        /* NULL: the DB's, or "Flat" for a new DB        */
+    const char        *factory;        /* NULL: the DB's, or "auto" for a new DB        */
+    int64_t            max_index_memory; /* auto's budget in bytes; 0: the DB's, else 2 GiB */
     const char *const *roots;          /* files, folders, @LIST files                   */
     int                n_roots;
     int                batch;          /* images per work unit (default 8)               */
@@ -52,6 +53,12 @@ typedef struct {
     int    ranks;
     double seconds;
     int    rebuilt;      /* FAISS index rebuilt from the store   */
+    char   factory[256];        /* the FAISS factory in use            */
+    char   factory_reason[320]; /* auto: why ("" otherwise)            */
+    int    tuned;               /* search settings tuned this run      */
+    int    nprobe, candidates;  /* the search settings recorded        */
+    double recall;              /* recall@10 they measured on probes   */
+    int    recall_reached;      /* >= the tuning target                */
 } qf_index_report;
 
 typedef struct qf_indexer qf_indexer;

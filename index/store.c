@@ -605,6 +605,35 @@ done:
     return rc;
 }
 
+qf_status qf_store_feats_get_many(qf_store *st, int64_t n, const int64_t *ids, int n_query, int dim,
+                                  float *out, int *found) {
+    sqlite3_stmt *s = NULL;
+    qf_status rc;
+    const size_t per = (size_t)n_query * (size_t)dim;
+    if ((rc = prep(st, "SELECT n_query, dim, f32 FROM image_feats WHERE image_id = ?1", &s)) != QF_OK)
+        return rc;
+    for (int64_t i = 0; i < n; i++) {
+        found[i] = 0;
+        sqlite3_reset(s);
+        BIND(sqlite3_bind_int64(s, 1, ids[i]));
+        int r = sqlite3_step(s), nq, d;
+        if (r == SQLITE_DONE) continue;
+        if (r != SQLITE_ROW) { rc = db_err(st, r, "reading image features"); goto done; }
+        const void *blob = feats_row(st, s, 0, ids[i], &nq, &d);
+        if (!blob) { rc = QF_ERR_DB; goto done; }
+        if (nq != n_query || d != dim) {
+            rc = qf_errorf(QF_ERR_SHAPE, "%s: features of image %lld are [%d, %d], expected [%d, %d]",
+                           st->path, (long long)ids[i], nq, d, n_query, dim);
+            goto done;
+        }
+        memcpy(out + (size_t)i * per, blob, per * sizeof *out);
+        found[i] = 1;
+    }
+done:
+    sqlite3_finalize(s);
+    return rc;
+}
+
 qf_status qf_store_feats_foreach(qf_store *st, qf_store_feats_fn fn, void *user) {
     sqlite3_stmt *s = NULL;
     qf_status rc;

@@ -141,6 +141,13 @@ qf_status qf_store_feats_put(qf_store *st, int64_t image_id, int n_query, int di
  * QF_ERR_MISSING if the image has none, QF_ERR_SHAPE if they were stored
  * with another shape. */
 qf_status qf_store_feats_get(qf_store *st, int64_t image_id, int n_query, int dim, float *out);
+/* Batch read for exact rescoring: the features of images ids[n] (borrowed)
+ * into out[n * n_query * dim] (caller-owned), through one prepared
+ * statement; found[n] (caller-owned) is 1 where the image has features, 0
+ * where it has none (deleted or re-queued since the caller saw its id; its
+ * rows of out are left as they were). QF_ERR_SHAPE as qf_store_feats_get. */
+qf_status qf_store_feats_get_many(qf_store *st, int64_t n, const int64_t *ids, int n_query, int dim,
+                                  float *out, int *found);
 /* Calls fn for the features of every ok image, in image id order; feats
  * [n_query * dim as stored] is borrowed, valid during the call. fn must not
  * write to the store; a non-QF_OK return stops the walk and is returned. */

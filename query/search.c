@@ -7,6 +7,7 @@
 #include "embed/blip2.h"
 #include "embed/image.h"
 #include "index/store.h"
+#include "index/ann.h"
 #include "index/vindex.h"
 #include "query/caption.h"
 
@@ -87,8 +88,8 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     qf_vindex *vi = NULL;
     qf_captioner *cap = NULL;
     char *model_path = NULL, *fp = NULL, *factory = NULL, *pooled_s = NULL;
-    float *qv = NULL, *feats = NULL;
-    qf_vindex_hit *vh = NULL;
+    float *qv = NULL;
+    qf_ann_hit *ah = NULL;
     cand *c = NULL;
     int n_c = 0, n_qv = 1;
     int64_t ids[QF_BERT_MAX_TXT_LEN], mask[QF_BERT_MAX_TXT_LEN];
@@ -146,48 +147,34 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     snprintf(faiss_path, sizeof faiss_path, "%s.faiss", o->db_path);
     if (stat(faiss_path, &sb) != 0) goto done;
     if ((s = qf_vindex_read(faiss_path, &vi))) goto done;
+    /* FAISS candidates rescored exactly from the stored features, with the
+     * settings tuned at index time unless overridden (index/ann.h) */
+    qf_ann_layout lay;
+    qf_ann_params ap;
+    if ((s = qf_ann_layout_load(st, o->db_path, &lay, &ap))) goto done;
+    if (o->nprobe > 0) ap.nprobe = o->nprobe;
+    if (o->candidates > 0) ap.candidates = o->candidates;
     if (o->nprobe > 0 && (s = qf_vindex_set_param(vi, "nprobe", o->nprobe))) goto done;
-    int exact_flat = !pooled && strstr(factory, "Flat") && !strstr(factory, "IVF") && !strstr(factory, "HNSW");
-    int64_t kc = exact_flat ? k : (k * 4 > k + 32 ? k * 4 : k + 32), n_hits = 0;
-    feats = qf_malloc((size_t)Q * E * sizeof *feats);
-    if (!feats) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-    /* Exact ITC from the stored features. Images deleted or re-queued since
-     * the FAISS file was written (during an index run, or after a killed
-     * one) are skipped, even when the deletion lands between reading the
-     * row and its features; FAISS is asked for more until k usable images
-     * are found or it has no more. */
-    for (;;) {
-        qf_vindex_hit *nvh = qf_realloc(vh, (size_t)kc * sizeof *vh);
-        if (!nvh) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-        vh = nvh;
-        if ((s = qf_vindex_search_images(vi, n_qv, qv, pooled ? 1 : Q, kc, vh, &n_hits))) goto done;
-        free_cands(c, n_c);
-        n_c = 0;
-        c = qf_calloc((size_t)(n_hits ? n_hits : 1), sizeof *c);
-        if (!c) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-        for (int64_t i = 0; i < n_hits; i++) {
-            qf_store_image *img = NULL;
-            if ((s = qf_store_image_get(st, vh[i].image_id, &img))) goto done;
-            if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
-            s = qf_store_feats_get(st, vh[i].image_id, Q, E, feats);
-            if (s == QF_ERR_MISSING) {     /* deleted by an index run since the row was read */
-                qf_free(img);
-                s = QF_OK;
-                continue;
-            }
-            if (s) { qf_free(img); goto done; }
-            float best = -INFINITY;
-            for (int a = 0; a < n_qv; a++) {
-                float sc = qf_blip2_itc_score(feats, Q, qv + (size_t)a * E, E);
-                if (sc > best) best = sc;
-            }
-            cand *x = &c[n_c++];
-            x->id = vh[i].image_id;
-            x->itc = x->score = best;
-            x->img = img;
-        }
-        if (n_c >= k || n_hits < kc || kc > INT64_MAX / 4) break;   /* enough, or FAISS has no more */
-        kc *= 2;
+    if ((s = qf_ann_apply(vi, &ap))) goto done;
+    if (!lay.exact)
+        snprintf(out->mode, sizeof out->mode, "%s, %s, nprobe %d, %d candidates rescored exactly",
+                 pooled ? "pooled (approximate)" : "exact scores", factory, ap.nprobe,
+                 ap.candidates > 0 ? ap.candidates : (k * 4 > k + 32 ? k * 4 : k + 32));
+    ah = qf_malloc((size_t)k * sizeof *ah);
+    if (!ah) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    int n_ah = 0;
+    if ((s = qf_ann_search(st, vi, &lay, &ap, n_qv, qv, k, ah, &n_ah))) goto done;
+    c = qf_calloc((size_t)(n_ah ? n_ah : 1), sizeof *c);
+    if (!c) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < n_ah; i++) {
+        qf_store_image *img = NULL;
+        if ((s = qf_store_image_get(st, ah[i].image_id, &img))) goto done;
+        /* deleted by an index run since its features were read: skipped */
+        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
+        cand *x = &c[n_c++];
+        x->id = ah[i].image_id;
+        x->itc = x->score = ah[i].itc;
+        x->img = img;
     }
     qsort(c, (size_t)n_c, sizeof *c, cand_cmp);
     if (n_c > k) {
@@ -289,7 +276,7 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
 done:
     if (s) qf_search_result_free(out);
     free_cands(c, n_c > 0 ? n_c : 0);
-    qf_free(vh); qf_free(qv); qf_free(feats);
+    qf_free(ah); qf_free(qv);
     qf_free(model_path); qf_free(fp); qf_free(factory); qf_free(pooled_s);
     qf_captioner_free(cap);
     qf_vindex_free(vi);
