@@ -11,7 +11,7 @@ _qformer_options() {
     case $1 in
     embed) echo "--model --image --text --itm --intermediates --dtype --out --help --quiet --verbose" ;;
     tokenize) echo "--model --format --help --quiet --verbose" ;;
-    info) echo "--model --format --db --failures --check --repair --help --quiet --verbose" ;;
+    info) echo "--model --format --db --failures --check --repair --recall --queries --help --quiet --verbose" ;;
     caption) echo "--model --prompt --max-new-tokens --min-new-tokens --num-beams --length-penalty --repetition-penalty --dtype --format --help --quiet --verbose" ;;
     index) echo "--model --db --factory --max-index-memory --batch --threads --pooled --keep-vision --checkpoint --retry-failed --quiet --help --verbose" ;;
     search) echo "--db -k --rerank --caption --caption-model --caption-dtype --prompt --model --nprobe --candidates --format --out --image --help --quiet --verbose" ;;
@@ -35,6 +35,7 @@ _qformer_value() {
     "info --model") echo "model" ;;
     "info --format") echo "choice:text json" ;;
     "info --db") echo "file" ;;
+    "info --queries") echo "file" ;;
     "caption --model") echo "model" ;;
     "caption --prompt") echo "none" ;;
     "caption --max-new-tokens") echo "none" ;;

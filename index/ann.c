@@ -460,9 +460,9 @@ void qf_ann_choose(int64_t n, int dim, int64_t budget, char *factory, size_t cap
                  qf_format_bytes((double)budget, b2, sizeof b2));
         return;
     }
-    /* nlist ~ 4 sqrt(n), a power of two in [64, 65536], with >= 39 training
+    /* nlist ~ 4 sqrt(n), a power of two in [16, 65536], with >= 39 training
      * vectors per cell (FAISS's minimum for a stable k-means) */
-    int64_t nlist = 64;
+    int64_t nlist = 16;
     while (nlist * 2 <= 65536 && (double)nlist * 2 <= 4 * sqrt((double)n) && nlist * 2 * 39 <= n) nlist *= 2;
     static const char *const codes[] = { "Flat", "SQ8", "PQ64", "PQ32", "PQ16" };
     const char *code = "PQ16";
