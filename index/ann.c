@@ -39,7 +39,7 @@ static qf_status meta_set_fmt(qf_store *st, const char *key, const char *fmt, do
 }
 
 int qf_ann_factory_is_exact(const char *factory, int pooled) {
-    return !pooled && strstr(factory, "Flat") && !strstr(factory, "IVF") && !strstr(factory, "HNSW");
+    return !pooled && qf_vindex_factory_exact(factory);
 }
 
 qf_status qf_ann_layout_load(qf_store *st, const char *db, qf_ann_layout *lay, qf_ann_params *p) {

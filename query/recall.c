@@ -93,7 +93,7 @@ qf_status qf_recall_run(const qf_recall_opts *o, qf_recall_result *out) {
     qf_ann_hit *hits = NULL;
     int nq = 0;
     const int k = o->k > 0 ? o->k : 10;
-    char faiss_path[4200];
+    char *faiss_path = NULL;
     struct stat sb;
     qf_status s;
     if (stat(o->db_path, &sb) != 0) return qf_errorf(QF_ERR_IO, "%s: no such index database", o->db_path);
@@ -103,7 +103,7 @@ qf_status qf_recall_run(const qf_recall_opts *o, qf_recall_result *out) {
     if ((s = qf_ann_layout_load(st, o->db_path, &lay, &p))) goto done;
     if (o->nprobe > 0) p.nprobe = o->nprobe;
     if (o->candidates > 0) p.candidates = o->candidates;
-    snprintf(faiss_path, sizeof faiss_path, "%s.faiss", o->db_path);
+    if (!(faiss_path = qf_store_index_path(o->db_path))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
     if ((s = qf_vindex_read(faiss_path, &vi))) goto done;
     if (o->nprobe > 0 && (s = qf_vindex_set_param(vi, "nprobe", o->nprobe))) goto done;
     if ((s = qf_ann_apply(vi, &p))) goto done;
@@ -150,6 +150,7 @@ qf_status qf_recall_run(const qf_recall_opts *o, qf_recall_result *out) {
     out->exact = lay.exact;
 done:
     qf_free(q); qf_free(tsc); qf_free(truth); qf_free(lat); qf_free(hits);
+    qf_free(faiss_path);
     qf_vindex_free(vi);
     qf_store_close(st);
     return s;
