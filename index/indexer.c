@@ -148,6 +148,19 @@ static qf_status check_settings(qf_indexer *ix) {
                       model_path ? model_path : "?", fp, ix->fingerprint);
         goto done;
     }
+    /* the ViT's arithmetic is recorded: F32 and BF16 features never share an index */
+    char *vdt = NULL;
+    const char *want_dt = ix->o.vit_bf16 ? "bf16" : "f32";
+    int64_t counts[QF_IMAGE_STATUS_COUNT];
+    if ((s = qf_store_meta_get(st, "vision_dtype", &vdt)) || (s = qf_store_image_counts(st, counts))) goto done;
+    if (strcmp(vdt ? vdt : "f32", want_dt) && counts[QF_IMAGE_OK] > 0) {
+        s = qf_errorf(QF_ERR_ARG, "%s holds features computed with a %s ViT; --dtype %s would mix %s and %s "
+                      "features in one index: run with --dtype %s, or index into a new --db",
+                      ix->o.db_path, vdt ? vdt : "f32", want_dt, vdt ? vdt : "f32", want_dt, vdt ? vdt : "f32");
+        qf_free(vdt);
+        goto done;
+    }
+    qf_free(vdt);
     int db_pooled = pooled ? atoi(pooled) : 0;
     ix->pooled = ix->o.pooled >= 0 ? ix->o.pooled : db_pooled;
     /* what was asked for: this run's --factory, else the database's request
@@ -165,6 +178,7 @@ static qf_status check_settings(qf_indexer *ix) {
         (s = qf_store_meta_set(st, "model_fingerprint", ix->fingerprint)) ||
         (s = qf_store_meta_set(st, "factory", ix->factory)) ||
         (s = qf_store_meta_set(st, "factory_request", req)) ||
+        (s = qf_store_meta_set(st, "vision_dtype", want_dt)) ||
         (s = meta_set_int(st, "max_index_memory", ix->budget)) ||
         (s = meta_set_int(st, "pooled", ix->pooled)) ||
         (s = meta_set_int(st, "dim", ix->E)) ||
