@@ -16,7 +16,7 @@ static const char usage_text[] =
     "usage: qformer index --model DIR --db FILE.db [--factory STR] [--max-index-memory SIZE]\n"
     "                     [--batch N] [--threads N]\n"
     "                     [--pooled] [--keep-vision] [--checkpoint N] [--retry-failed]\n"
-    "                     [--dtype f32|bf16] [--quiet] PATH...\n"
+    "                     [--dtype f32|bf16] [--store-dtype f32|f16] [--quiet] PATH...\n"
     "\n"
     "Embeds every image under PATH (an image file, a folder walked recursively, or @FILE\n"
     "with one path per line) with a BLIP-2 retrieval checkpoint and stores the ITC features\n"
@@ -35,6 +35,9 @@ static const char usage_text[] =
     "  --dtype T        ViT arithmetic: f32 (default, exact to HF) or bf16 (BF16 weights\n"
     "                   and GEMM inputs, ~2x faster on CPUs with AVX512_BF16; features\n"
     "                   within ~2e-3). Recorded: a database never mixes the two\n"
+    "  --store-dtype T  features kept in the database for exact rescoring and rebuilds:\n"
+    "                   f32 (default: 32 KiB per image, scores exact) or f16 (16 KiB,\n"
+    "                   scores within ~1e-3); chosen when the database is new\n"
     "  --pooled         one mean vector per image (32x smaller, approximate ranking)\n"
     "  --keep-vision    cache the vision features (F16) so search --rerank is fast\n"
     "  --batch N        images per work unit handed to a rank (default 8)\n"
@@ -98,6 +101,7 @@ int qf_cmd_index(int argc, char **argv) {
         { "keep-vision", no_argument, 0, 'K' }, { "checkpoint", required_argument, 0, 'c' },
         { "retry-failed", no_argument, 0, 'R' }, { "quiet", no_argument, 0, 'q' },
         { "max-index-memory", required_argument, 0, 'M' }, { "dtype", required_argument, 0, 'D' },
+        { "store-dtype", required_argument, 0, 'S' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     qf_index_opts o = { .batch = 8, .pooled = -1, .checkpoint = 64 };
@@ -115,6 +119,10 @@ int qf_cmd_index(int argc, char **argv) {
         case 'c': if (!parse_pos(optarg, &o.checkpoint)) return qf_cli_usage("index", "--checkpoint: '%s' is not a positive integer", optarg); break;
         case 'R': o.retry_failed = 1; break;
         case 'q': quiet = 1; break;
+        case 'S':
+            if (strcmp(optarg, "f32") && strcmp(optarg, "f16")) return qf_cli_usage("index", "--store-dtype must be f32 or f16, not '%s'", optarg);
+            o.store_dtype = optarg;
+            break;
         case 'D':
             if (strcmp(optarg, "f32") && strcmp(optarg, "bf16")) return qf_cli_usage("index", "--dtype must be f32 or bf16, not '%s'", optarg);
             o.vit_bf16 = !strcmp(optarg, "bf16");

@@ -344,6 +344,7 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
             "index_in_sync", d.faiss_generation == d.generation, "schema_version", d.schema_version);
         if (o) {   /* the factory choice and the tuned search settings (index/ann.h) */
             json_object_set_new(o, "vision_dtype", json_string(d.vision_dtype));
+            json_object_set_new(o, "store_dtype", json_string(d.store_dtype));
             json_object_set_new(o, "factory_request", json_string(d.factory_request));
             json_object_set_new(o, "factory_reason", d.factory_reason[0] ? json_string(d.factory_reason) : json_null());
             json_object_set_new(o, "search", json_pack("{s:b, s:i, s:i, s:o, s:i, s:I, s:f}",
@@ -364,6 +365,8 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
     printf("  images       %lld: %lld indexed, %lld failed, %lld pending\n", (long long)total,
            (long long)d.counts[QF_IMAGE_OK], (long long)d.counts[QF_IMAGE_ERROR], (long long)d.counts[QF_IMAGE_PENDING]);
     printf("  model        %s\n  fingerprint  %s\n", d.model_path, d.fingerprint);
+    printf("  features     %s in SQLite%s\n", d.store_dtype,
+           strcmp(d.store_dtype, "f16") ? " (exact rescoring)" : " (rescoring within ~1e-3 of f32)");
     printf("  ViT dtype    %s%s\n", d.vision_dtype, strcmp(d.vision_dtype, "bf16") ? "" : " (index --dtype bf16; every run must say so)");
     printf("  index type   %s, %s, %d x %d-dim vectors per image\n", d.factory,
            d.pooled ? "pooled (approximate)" : "exact multi-vector", d.pooled ? 1 : d.n_query, d.dim);

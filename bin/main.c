@@ -37,7 +37,7 @@ static const struct { const char *cmd, *opts; } value_options[] = {
     { "tokenize", " model format " },
     { "info",     " model db format queries " },
     { "caption",  " model prompt max-new-tokens min-new-tokens num-beams length-penalty repetition-penalty format dtype " },
-    { "index",    " model db factory max-index-memory dtype batch threads checkpoint " },
+    { "index",    " model db factory max-index-memory dtype store-dtype batch threads checkpoint " },
     { "search",   " db k rerank caption caption-model caption-dtype prompt model nprobe candidates format out image " },
     { "export",   " db out " },
     { "pull",     " revision dir endpoint retries " },

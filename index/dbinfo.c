@@ -44,6 +44,7 @@ static qf_status fill(qf_store *st, const char *db_path, qf_dbinfo *o) {
     o->generation = meta_i64(st, "generation", 0);
     o->faiss_generation = meta_i64(st, "faiss_generation", -1);
     o->schema_version = qf_store_schema_version(st);
+    snprintf(o->store_dtype, sizeof o->store_dtype, "%s", qf_store_feats_f16(st) ? "f16" : "f32");
     snprintf(o->vision_dtype, sizeof o->vision_dtype, "f32");
     meta_copy(st, "vision_dtype", o->vision_dtype, sizeof o->vision_dtype);
     meta_copy(st, "factory_request", o->factory_request, sizeof o->factory_request);

@@ -22,6 +22,7 @@ typedef struct {
      * and why auto chose `factory`; the tuned nprobe/candidates (0: none)
      * and the recall@k they measured on tune_probes probe queries at
      * tune_images images (tune_recall < 0: never tuned) */
+    char    store_dtype[16];         /* features in SQLite: "f32" or "f16"      */
     char    vision_dtype[16];        /* the ViT's arithmetic: "f32" or "bf16"  */
     char    factory_request[256];
     char    factory_reason[320];

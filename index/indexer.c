@@ -161,6 +161,18 @@ static qf_status check_settings(qf_indexer *ix) {
         goto done;
     }
     qf_free(vdt);
+    /* the features' storage type: a database holding features keeps its own */
+    const char *have_st = qf_store_feats_f16(st) ? "f16" : "f32";
+    const char *want_st = ix->o.store_dtype ? ix->o.store_dtype : have_st;
+    if (strcmp(want_st, "f32") && strcmp(want_st, "f16")) {
+        s = qf_errorf(QF_ERR_ARG, "--store-dtype must be f32 or f16, not '%s'", want_st);
+        goto done;
+    }
+    if (strcmp(want_st, have_st) && counts[QF_IMAGE_OK] > 0) {
+        s = qf_errorf(QF_ERR_ARG, "%s stores its features as %s; --store-dtype %s cannot apply to a database "
+                      "that holds features: index into a new --db", ix->o.db_path, have_st, want_st);
+        goto done;
+    }
     int db_pooled = pooled ? atoi(pooled) : 0;
     ix->pooled = ix->o.pooled >= 0 ? ix->o.pooled : db_pooled;
     /* what was asked for: this run's --factory, else the database's request
@@ -179,6 +191,7 @@ static qf_status check_settings(qf_indexer *ix) {
         (s = qf_store_meta_set(st, "factory", ix->factory)) ||
         (s = qf_store_meta_set(st, "factory_request", req)) ||
         (s = qf_store_meta_set(st, "vision_dtype", want_dt)) ||
+        (s = qf_store_set_feats_f16(st, !strcmp(want_st, "f16"))) ||
         (s = meta_set_int(st, "max_index_memory", ix->budget)) ||
         (s = meta_set_int(st, "pooled", ix->pooled)) ||
         (s = meta_set_int(st, "dim", ix->E)) ||

@@ -34,6 +34,7 @@ typedef struct {
     int                batch;          /* images per work unit (default 8)               */
     int                threads;        /* BLAS threads per rank; 0 = cores / local ranks */
     int                pooled;         /* -1: the DB's (default exact); 0/1              */
+    const char        *store_dtype;    /* features in SQLite: "f32"/"f16"; NULL: the DB's (f32) */
     int                vit_bf16;       /* ViT in BF16 (recorded; never mixed with F32)    */
     int                keep_vision;    /* cache vision features (F16) for --rerank       */
     int                checkpoint;     /* commit every N results (default 64)            */

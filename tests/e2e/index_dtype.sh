@@ -1,4 +1,8 @@
 #!/usr/bin/env bash
+# `index --store-dtype f16` keeps the features as half floats: recorded,
+# shown by info, export and search read them back within 1e-3 of F32, the
+# same ranking on the fixture texts, and a switch on a database holding
+# features is refused.
 # `index --dtype bf16` runs the ViT in BF16 (features within a few 1e-3 of
 # F32, not identical), is recorded in the database and shown by `info`, and a
 # run with the other dtype on a database holding features is refused with a
@@ -30,5 +34,28 @@ r = run("index", "--model", itm, "--db", tmp + "/b.db", "--dtype", "bf16", "--qu
 check("the index holds" in r.stdout, "same dtype again: runs")
 r = run("index", "--model", itm, "--db", tmp + "/x.db", "--dtype", "f16", tmp + "/corpus", check=False)
 check(r.returncode == 2 and "--dtype must be f32 or bf16" in r.stderr, "bad --dtype: usage error")
+# --store-dtype f16 (same corpus as f.db)
+os.remove(tmp + "/corpus/new.png")
+run("index", "--model", itm, "--db", tmp + "/h.db", "--store-dtype", "f16", "--quiet", tmp + "/corpus")
+ih = json.loads(run("info", "--db", tmp + "/h.db", "--format", "json").stdout)
+check(ih["store_dtype"] == "f16" and ih["ok"] >= 5, f"info: f16 store {ih['store_dtype']}")
+check("features     f16 in SQLite" in run("info", "--db", tmp + "/h.db").stdout, "info text: f16")
+check(json.loads(run("info", "--db", tmp + "/f.db", "--format", "json").stdout)["store_dtype"] == "f32", "info: f32 store")
+run("export", "--db", tmp + "/h.db", "--out", tmp + "/eh")
+h = np.load(tmp + "/eh/image_feats.npy")
+check(h.shape == f.shape, f"f16 export shape {h.shape} vs {f.shape}")
+dh = float(np.abs(h - f).max()) if h.shape == f.shape else 1.0
+check(0 < dh <= 1e-3, f"f16 features within 1e-3 of f32 (max diff {dh})")
+for t in json.load(open(itm + "/inputs/texts.json"))[:4]:
+    a = json.loads(run("search", "--db", tmp + "/f.db", "--format", "json", "-k", "5", "--", t).stdout)["results"]
+    b = json.loads(run("search", "--db", tmp + "/h.db", "--format", "json", "-k", "5", "--", t).stdout)["results"]
+    check([x["path"] for x in a] == [x["path"] for x in b], f"'{t}': same ranking with f16 features")
+    check(all(abs(x["itc"] - y["itc"]) <= 1e-3 for x, y in zip(a, b)), f"'{t}': itc within 1e-3")
+r = run("index", "--model", itm, "--db", tmp + "/h.db", "--store-dtype", "f32", "--quiet", tmp + "/corpus", check=False)
+check(r.returncode == 1 and "stores its features as f16" in r.stderr, f"switching f16 -> f32 refused: {r.stderr.strip()}")
+r = run("index", "--model", itm, "--db", tmp + "/h.db", "--quiet", tmp + "/corpus")
+check(json.loads(run("info", "--db", tmp + "/h.db", "--format", "json").stdout)["store_dtype"] == "f16", "a plain re-run keeps f16")
+r = run("index", "--model", itm, "--db", tmp + "/y.db", "--store-dtype", "f8", tmp + "/corpus", check=False)
+check(r.returncode == 2 and "--store-dtype must be f32 or f16" in r.stderr, "bad --store-dtype: usage error")
 done("index_dtype")
 PY
