@@ -93,7 +93,8 @@ typedef struct {
 /* Tunes nprobe and the candidate pool of `vi` on the store's own features
  * (see the file comment) and leaves vi set to the result. An exact layout
  * needs no tuning: best = {0, 0}, recall 1. If no setting reaches the
- * target, the best recall found is returned with reached = 0. */
+ * target, the best recall found is returned with reached = 0. vi may be
+ * NULL for an exact layout (it is not read). */
 qf_status qf_ann_tune(qf_store *st, qf_vindex *vi, const qf_ann_layout *lay, qf_ann_tuning *out);
 
 /* Records a tuning (search_nprobe, search_candidates, tune_recall,

@@ -688,7 +688,7 @@ static qf_status tune(qf_indexer *ix, qf_vindex *vi, int64_t n_ok) {
     if (s) return s;
     if ((needed || ix->rep.rebuilt) && n_ok > 0) {
         qf_vindex *own = NULL;
-        if (!vi && (s = qf_vindex_read(ix->faiss_path, &own))) return s;
+        if (!vi && !lay.exact && (s = qf_vindex_read(ix->faiss_path, &own))) return s;   /* exact: nothing to read */
         qf_ann_tuning t;
         s = qf_ann_tune(ix->st, vi ? vi : own, &lay, &t);
         qf_vindex_free(own);
