@@ -85,5 +85,19 @@ r = run("info", "--db", db, "--recall", "--queries", tmp + "/missing.txt", check
 check(r.returncode == 1 and "missing.txt" in r.stderr, f"missing queries file: {r.returncode} {r.stderr}")
 r = run("info", "--model", itm, "--recall", check=False)
 check(r.returncode == 2, f"--recall without --db: {r.returncode}")
+# a trained index is retrained from the stored features once the corpus grows 4x past its training size
+grow = tmp + "/grow"; os.makedirs(grow)
+import shutil
+for i in range(10): shutil.copy(f"{corpus}/p{i:02d}.png", grow)
+run("index", "--model", itm, "--db", tmp + "/g.db", "--factory", "IVF2,PQ4x4", "--quiet", grow)
+for i in range(10, 30): shutil.copy(f"{corpus}/p{i:02d}.png", grow)
+r = run("--verbose", "index", "--model", itm, "--db", tmp + "/g.db", grow)
+check("retraining" not in r.stderr, "30 images (3x the 10 trained at): no retraining")
+for i in range(30, 60): shutil.copy(f"{corpus}/p{i:02d}.png", grow)
+r = run("--verbose", "index", "--model", itm, "--db", tmp + "/g.db", grow)
+check("was trained at 80 vectors, the corpus now has 480: retraining it" in r.stderr, "60 images (6x): retrained: " + r.stderr[-600:])
+check("training IVF2,PQ4x4 on" in r.stderr, "retrained: training ran again")
+g = json.loads(run("info", "--db", tmp + "/g.db", "--format", "json").stdout)
+check(g["index_vectors"] == 480 and g["search"]["tuned_images"] == 60, f"after retraining: {g['index_vectors']} vectors, tuned at {g['search']['tuned_images']}")
 done("ann_recall")
 PY
