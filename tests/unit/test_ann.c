@@ -274,11 +274,47 @@ static void test_parse_bytes(void) {
     CU_ASSERT_EQUAL(qf_ann_parse_bytes("", &v), QF_ERR_ARG);
 }
 
+/* Every allocation of a search, a tuning and an exact scan failing in turn
+ * gives QF_ERR_NOMEM (or success once past the last one), never a crash or
+ * a leak (the ASan build checks leaks). */
+static void test_alloc_failures(void) {
+    setup();
+    qf_store *st = make_store("nomem.db", "IVF16,PQ8x4");
+    qf_vindex *vi = make_index("IVF16,PQ8x4");
+    qf_ann_layout lay;
+    qf_ann_params p;
+    CU_ASSERT_EQUAL_FATAL(qf_ann_layout_load(st, "nomem.db", &lay, &p), QF_OK);
+    float q[D];
+    text_query(q);
+    int n_nomem = 0, ok_search = 0;
+    for (int fail = 0; fail < 40; fail++) {
+        qf_ann_hit h[10];
+        int n = 0;
+        qf_alloc_fail_after(fail);
+        qf_status s = qf_ann_search(st, vi, &lay, &p, 1, q, 10, h, &n);
+        qf_alloc_fail_after(-1);
+        CU_ASSERT(s == QF_OK || s == QF_ERR_NOMEM);
+        n_nomem += s == QF_ERR_NOMEM;
+        ok_search += s == QF_OK;
+        qf_ann_tuning t;
+        qf_alloc_fail_after(fail);
+        s = qf_ann_tune(st, vi, &lay, &t);
+        qf_alloc_fail_after(-1);
+        CU_ASSERT(s == QF_OK || s == QF_ERR_NOMEM || s == QF_ERR_DB);   /* SQLite may report its own OOM */
+    }
+    CU_ASSERT(n_nomem >= 3);
+    CU_ASSERT(ok_search > 0);   /* a search needs fewer than 40 allocations; a tuning
+                                 * thousands: only its failure paths are walked */
+    qf_vindex_free(vi);
+    qf_store_close(st);
+}
+
 static CU_TestInfo tests[] = {
     { "exact_scan_and_flat", test_exact_scan_and_flat },
     { "tune_ivfpq", test_tune_ivfpq },
     { "choose", test_choose },
     { "parse_bytes", test_parse_bytes },
+    { "alloc_failures", test_alloc_failures },
     CU_TEST_INFO_NULL,
 };
 
