@@ -7,13 +7,14 @@
 # search settings, search latency p50/p95 and recall@10 against an exact scan.
 #
 #   bench/scale.sh N [--factory F] [--max-index-memory SIZE] [--queries Q]
-#                    [--nprobe N] [--candidates N] [--seed S]
+#                    [--nprobe N] [--candidates N] [--seed S] [--search-only]
 #
 # Default factory: auto (as `qformer index`). Environment: QF_BINARY_DIR (build
 # folder, default ./build), QF_SCALE_DIR=DIR keeps the work folder (database,
-# index, empty image files) there and reuses it: a second run with the same N
-# and --search-only... (see bench_scale --help) only searches. Disk: ~33 KiB
-# per image (F32 features in SQLite) + the index. Not part of ctest.
+# index, empty image files) there and reuses it (add --search-only to measure
+# other --nprobe/--candidates on the database already built). Disk: ~33 KiB per
+# image (F32 features in SQLite) + the index. Not part of ctest. Figures in the
+# README were taken with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nice -n 10.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${QF_BINARY_DIR:-$ROOT/build}
