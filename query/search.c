@@ -94,6 +94,9 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     int64_t ids[QF_BERT_MAX_TXT_LEN], mask[QF_BERT_MAX_TXT_LEN];
     int n_tok = 0;
     const int k = o->k > 0 ? o->k : 10;
+    /* candidates by ITC: k, or the N to rerank when N is larger (LAVIS:
+     * ITC top-k_test, then ITM; the best k by score are printed) */
+    const int want = o->rerank > k ? o->rerank : k;
     qf_status s;
 
     if (!o->text == !o->image_path) return qf_errorf(QF_ERR_ARG, "give either a text or an image to search for");
@@ -148,7 +151,7 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     if ((s = qf_vindex_read(faiss_path, &vi))) goto done;
     if (o->nprobe > 0 && (s = qf_vindex_set_param(vi, "nprobe", o->nprobe))) goto done;
     int exact_flat = !pooled && strstr(factory, "Flat") && !strstr(factory, "IVF") && !strstr(factory, "HNSW");
-    int64_t kc = exact_flat ? k : (k * 4 > k + 32 ? k * 4 : k + 32), n_hits = 0;
+    int64_t kc = exact_flat ? want : (want * 4 > want + 32 ? want * 4 : want + 32), n_hits = 0;
     feats = qf_malloc((size_t)Q * E * sizeof *feats);
     if (!feats) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
     /* Exact ITC from the stored features. Images deleted or re-queued since
@@ -186,13 +189,13 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
             x->itc = x->score = best;
             x->img = img;
         }
-        if (n_c >= k || n_hits < kc || kc > INT64_MAX / 4) break;   /* enough, or FAISS has no more */
+        if (n_c >= want || n_hits < kc || kc > INT64_MAX / 4) break;   /* enough, or FAISS has no more */
         kc *= 2;
     }
     qsort(c, (size_t)n_c, sizeof *c, cand_cmp);
-    if (n_c > k) {
-        for (int i = k; i < n_c; i++) { qf_free(c[i].img); c[i].img = NULL; }
-        n_c = k;
+    if (n_c > want) {
+        for (int i = want; i < n_c; i++) { qf_free(c[i].img); c[i].img = NULL; }
+        n_c = want;
     }
 
     /* ITM rerank of the top N */
@@ -214,6 +217,14 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
         snprintf(out->rerank_src, sizeof out->rerank_src, "%s",
                  cached && computed ? "cached F16 (some recomputed from the image files)" :
                  cached ? "cached F16 (--keep-vision)" : "recomputed from the image files");
+    }
+    /* --rerank N above k: the best k of the N reranked are printed */
+    if (n_c > k) {
+        for (int i = k; i < n_c; i++) {
+            qf_free(c[i].img); c[i].img = NULL;
+            qf_free(c[i].vis); c[i].vis = NULL;
+        }
+        n_c = k;
     }
 
     /* captions of the first M, cached per (image, model, prompt, settings) */
