@@ -367,8 +367,17 @@ qf_status qf_indexer_open(const qf_index_opts *o, int ranks, qf_indexer **out) {
     if ((s = meta_int(ix->st, "generation", 0, &ix->generation)) ||
         (s = meta_int(ix->st, "faiss_generation", -1, &fgen)))
         goto fail;
+    int64_t fbytes;
+    if ((s = meta_int(ix->st, "faiss_bytes", -1, &fbytes))) goto fail;
     struct stat stt;
     ix->in_sync = fgen == ix->generation && stat(ix->faiss_path, &stt) == 0;
+    /* A file that is not the one the last run wrote (truncated, overwritten)
+     * is rebuilt from the stored features: a plain re-run repairs it. */
+    if (ix->in_sync && fbytes >= 0 && (int64_t)stt.st_size != fbytes) {
+        qf_log(QF_LOG_WARN, "%s: the vector index is damaged (%lld bytes, %lld were written); rebuilding it "
+               "from the stored features", ix->faiss_path, (long long)stt.st_size, (long long)fbytes);
+        ix->in_sync = 0;
+    }
     if ((s = reconcile(ix))) goto fail;
     if ((s = qf_store_image_foreach(ix->st, QF_IMAGE_PENDING, enqueue, ix))) goto fail;
     ix->rep.queued = (long)ix->n_queue;
@@ -621,8 +630,12 @@ qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r) {
         }
         if ((s = qf_vindex_write(vi, ix->faiss_path))) { qf_vindex_free(vi); return s; }
         qf_vindex_free(vi);
-        /* the file now holds exactly the committed ok images */
-        if ((s = qf_store_checkpoint(ix->st)) || (s = meta_set_int(ix->st, "faiss_generation", ix->generation)))
+        /* the file now holds exactly the committed ok images; its size tells
+         * the next run whether it is still that file */
+        struct stat stt;
+        int64_t fbytes = stat(ix->faiss_path, &stt) == 0 ? (int64_t)stt.st_size : -1;
+        if ((s = qf_store_checkpoint(ix->st)) || (s = meta_set_int(ix->st, "faiss_bytes", fbytes)) ||
+            (s = meta_set_int(ix->st, "faiss_generation", ix->generation)))
             return s;
     } else if ((s = meta_set_int(ix->st, "faiss_generation", ix->generation))) {
         return s;       /* the file was in step and nothing changed: it still is */

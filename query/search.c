@@ -71,6 +71,66 @@ static qf_status vision_of(qf_blip2 *m, qf_blip2_state *bs, qf_store *st, const 
     return s;
 }
 
+/* The fallback without a readable FAISS file: the exact ITC score of every
+ * ok image from its stored features (a full scan), kept as (id, score). */
+typedef struct { int64_t id; float score; } scored;
+typedef struct {
+    const float *qv;
+    int          n_qv, Q, E;
+    scored      *v;
+    size_t       n, cap;
+} full_scan;
+
+static qf_status scan_one(int64_t id, const float *feats, void *user) {
+    full_scan *f = user;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 1024;
+        scored *v = qf_realloc(f->v, cap * sizeof *v);
+        if (!v) return qf_errorf(QF_ERR_NOMEM, "out of memory scanning the stored features");
+        f->v = v;
+        f->cap = cap;
+    }
+    float best = -INFINITY;
+    for (int a = 0; a < f->n_qv; a++) {
+        float sc = qf_blip2_itc_score(feats, f->Q, f->qv + (size_t)a * f->E, f->E);
+        if (sc > best) best = sc;
+    }
+    f->v[f->n].id = id;
+    f->v[f->n].score = best;
+    f->n++;
+    return QF_OK;
+}
+
+static int scored_cmp(const void *a, const void *b) {
+    const scored *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Best `want` images by exact ITC over all stored features -> *c, *n_c. */
+static qf_status search_store(qf_store *st, const float *qv, int n_qv, int Q, int E, int want,
+                              cand **c, int *n_c) {
+    full_scan f = { .qv = qv, .n_qv = n_qv, .Q = Q, .E = E };
+    qf_status s = qf_store_feats_foreach(st, scan_one, &f);
+    if (s) goto done;
+    if (f.n) qsort(f.v, f.n, sizeof *f.v, scored_cmp);
+    *c = qf_calloc((size_t)want, sizeof **c);
+    if (!*c) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    *n_c = 0;
+    for (size_t i = 0; i < f.n && *n_c < want; i++) {
+        qf_store_image *img = NULL;
+        if ((s = qf_store_image_get(st, f.v[i].id, &img))) goto done;
+        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
+        cand *x = &(*c)[(*n_c)++];
+        x->id = f.v[i].id;
+        x->itc = x->score = f.v[i].score;
+        x->img = img;
+    }
+done:
+    qf_free(f.v);
+    return s;
+}
+
 /* Reranked hits first (by score), then those that could not be reranked. */
 static int rerank_cmp(const void *a, const void *b) {
     const cand *x = a, *y = b;
@@ -143,12 +203,24 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
         n_qv = Q;
     }
 
-    /* candidates from FAISS, the file beside the database (an index not
-     * written yet is an empty index) */
+    /* candidates from FAISS, the file beside the database. Without a
+     * readable one (not written yet, deleted, corrupt) the answer comes from
+     * the features in the store, exact, by a full scan, with a warning. */
     char faiss_path[4200];
     snprintf(faiss_path, sizeof faiss_path, "%s.faiss", o->db_path);
-    if (stat(faiss_path, &sb) != 0) goto done;
-    if ((s = qf_vindex_read(faiss_path, &vi))) goto done;
+    int missing = stat(faiss_path, &sb) != 0;
+    if (missing || qf_vindex_read(faiss_path, &vi)) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", missing ? "" : qf_last_error());
+        if ((s = search_store(st, qv, n_qv, Q, E, want, &c, &n_c))) goto done;
+        if (n_c > 0 && missing)
+            qf_log(QF_LOG_WARN, "%s: the vector index is missing; answering from the features stored in %s "
+                   "(a full scan); `qformer index --db %s PATH...` rebuilds it", faiss_path, o->db_path, o->db_path);
+        else if (n_c > 0)
+            qf_log(QF_LOG_WARN, "%s; answering from the features stored in %s (a full scan); re-run "
+                   "`qformer index --db %s PATH...` to rebuild the vector index", why, o->db_path, o->db_path);
+        goto ranked;
+    }
     if (o->nprobe > 0 && (s = qf_vindex_set_param(vi, "nprobe", o->nprobe))) goto done;
     int exact_flat = !pooled && strstr(factory, "Flat") && !strstr(factory, "IVF") && !strstr(factory, "HNSW");
     int64_t kc = exact_flat ? want : (want * 4 > want + 32 ? want * 4 : want + 32), n_hits = 0;
@@ -193,6 +265,7 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
         kc *= 2;
     }
     qsort(c, (size_t)n_c, sizeof *c, cand_cmp);
+ranked:
     if (n_c > want) {
         for (int i = want; i < n_c; i++) { qf_free(c[i].img); c[i].img = NULL; }
         n_c = want;
