@@ -177,6 +177,45 @@ fail:
     return rc;
 }
 
+/* 1 when this process may write `path` (an existing file or not) and create
+ * files beside it (the -wal, -shm and lock files). Effective ids: root may
+ * write a chmod-ed folder, `nobody` may not, a read-only mount refuses all. */
+static int can_write(const char *path, int file_too) {
+    char dir[4200];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) != 0) return 0;
+    return !file_too || faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0;
+}
+
+static int file_exists(const char *path, const char *suffix) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s%s", path, suffix);
+    return access(p, F_OK) == 0;
+}
+
+/* "file:///abs/path?immutable=1" with '%', '?' and '#' escaped, or NULL. */
+static char *immutable_uri(const char *path) {
+    char *abs = realpath(path, NULL);
+    if (!abs) return NULL;
+    size_t n = strlen(abs);
+    char *uri = qf_malloc(3 * n + 32);
+    if (uri) {
+        char *o = uri + sprintf(uri, "file://");
+        for (const char *p = abs; *p; p++) {
+            if (*p == '%' || *p == '?' || *p == '#') o += sprintf(o, "%%%02X", (unsigned char)*p);
+            else *o++ = *p;
+        }
+        strcpy(o, "?immutable=1");
+    }
+    free(abs);
+    return uri;
+}
+
+int qf_store_is_readonly(const qf_store *st) { return st->readonly; }
+
 qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
     qf_status rc = QF_OK;
     *out = NULL;
@@ -186,6 +225,8 @@ qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
     if (!st) return qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
     st->lock_fd = -1;
     st->readonly = (flags & QF_STORE_READONLY) != 0;
+    if ((flags & QF_STORE_IF_WRITABLE) && !(flags & QF_STORE_LOCK) && access(path, F_OK) == 0 && !can_write(path, 1))
+        st->readonly = 1;
     if (!(st->path = qf_strdup(path))) { rc = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path); goto fail; }
 
     if ((flags & QF_STORE_LOCK) && (rc = take_lock(st)) != QF_OK) goto fail;
@@ -194,7 +235,19 @@ qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
         goto fail;
     }
     int oflags = st->readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    int r = sqlite3_open_v2(path, &st->db, oflags, NULL);
+    /* Read-only in a folder we cannot write: SQLite cannot create the -shm
+     * file a WAL database needs ("attempt to write a readonly database");
+     * without -wal and -shm there is nothing but the file to read. */
+    char *uri = NULL;
+    if (st->readonly && !can_write(path, 0) && !(file_exists(path, "-wal") && file_exists(path, "-shm"))) {
+        if (!(uri = immutable_uri(path))) {
+            rc = qf_errorf(QF_ERR_IO, "%s: cannot open database: %s", path, strerror(errno));
+            goto fail;
+        }
+        oflags |= SQLITE_OPEN_URI;
+    }
+    int r = sqlite3_open_v2(uri ? uri : path, &st->db, oflags, NULL);
+    qf_free(uri);
     if (r != SQLITE_OK) { rc = db_err(st, r, "cannot open database"); goto fail; }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, 5000);

@@ -164,7 +164,8 @@ qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     if (o->caption > 0 && !o->caption_model) return qf_errorf(QF_ERR_ARG, "--caption needs --caption-model DIR (a BLIP-2 OPT checkpoint)");
     struct stat sb;
     if (stat(o->db_path, &sb) != 0) return qf_errorf(QF_ERR_IO, "%s: no such index database", o->db_path);
-    if ((s = qf_store_open(o->db_path, o->caption > 0 ? 0 : QF_STORE_READONLY, &st))) goto done;
+    /* captions are cached in the store when this process may write it */
+    if ((s = qf_store_open(o->db_path, o->caption > 0 ? QF_STORE_IF_WRITABLE : QF_STORE_READONLY, &st))) goto done;
     if ((s = meta_str(st, "model_path", &model_path, o->db_path)) || (s = meta_str(st, "model_fingerprint", &fp, o->db_path)) ||
         (s = meta_str(st, "factory", &factory, o->db_path)) || (s = meta_str(st, "pooled", &pooled_s, o->db_path)))
         goto done;
@@ -313,6 +314,7 @@ ranked:
                  o->caption_dtype == QF_OPT_F32 ? "" : ",w=",   /* F32 keys as before: exact captions */
                  o->caption_dtype == QF_OPT_F32 ? "" : qf_opt_weights_name(o->caption_dtype));
         const char *prompt = o->prompt ? o->prompt : "";
+        int ro_noted = 0;
         for (int i = 0; i < n_cap; i++) {
             char *text = NULL;
             if ((s = qf_store_caption_get(st, c[i].id, qf_blip2_fingerprint(cm), prompt, settings, &text, NULL)))
@@ -344,8 +346,12 @@ ranked:
             for (int t = 0; t < cp.n_ids && pos < sizeof idbuf - 16; t++)
                 pos += (size_t)snprintf(idbuf + pos, sizeof idbuf - pos, "%s%d", t ? "," : "", cp.ids[t]);
             snprintf(idbuf + pos, sizeof idbuf - pos, "]");
-            if (qf_store_caption_put(st, c[i].id, qf_blip2_fingerprint(cm), prompt, settings, cp.text, idbuf))
+            if (qf_store_is_readonly(st)) {
+                if (!ro_noted) qf_log(QF_LOG_WARN, "%s is read-only here: new captions are not cached", o->db_path);
+                ro_noted = 1;
+            } else if (qf_store_caption_put(st, c[i].id, qf_blip2_fingerprint(cm), prompt, settings, cp.text, idbuf)) {
                 qf_log(QF_LOG_WARN, "caption of %s not cached: %s", c[i].img->path, qf_last_error());
+            }
             c[i].caption = cp.text;
             cp.text = NULL;
             qf_caption_free(&cp);
