@@ -30,6 +30,7 @@ struct qf_store {
     sqlite3 *db;
     char    *path;
     int      lock_fd;     /* -1 when the indexer lock is not held */
+    int      lock_made;   /* this open created the lock file (removed if the open fails) */
     int      readonly;
 };
 
@@ -104,13 +105,60 @@ static int is_empty(const qf_store *st) {
     return empty;
 }
 
+/* PRAGMA application_id of every qformer database: "QFmr". Files made
+ * before it was set (application_id 0) are recognised by their schema. */
+#define QF_APPLICATION_ID 0x51466D72
+
+static int pragma_int(const qf_store *st, const char *sql, int *v) {
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) { *v = sqlite3_column_int(s, 0); rc = SQLITE_OK; }
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* 1 if the database has the tables of qformer's first schema. */
+static int has_qformer_tables(const qf_store *st) {
+    sqlite3_stmt *s = NULL;
+    int n = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                           "('images', 'meta', 'captions', 'vision_cache', 'image_feats')", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return n == 5;
+}
+
+/* Refuses another program's SQLite file before anything is written to it:
+ * ours carry QF_APPLICATION_ID; an empty file is a new database; a file of
+ * an earlier qformer (no application_id yet) has our schema. *mark: 1 when
+ * the application_id must still be written (a read-write open). */
+static qf_status check_application(qf_store *st, int *mark) {
+    int app = 0, v = 0, r;
+    *mark = 0;
+    if ((r = pragma_int(st, "PRAGMA application_id", &app)) != SQLITE_OK ||
+        (r = user_version(st, &v)) != SQLITE_OK)
+        return db_err(st, r, "reading the database header");
+    if (app == QF_APPLICATION_ID) return QF_OK;
+    if (app == 0 && v == 0 && is_empty(st)) { *mark = 1; return QF_OK; }
+    if (app == 0 && v >= 1 && has_qformer_tables(st)) { *mark = 1; return QF_OK; }
+    return qf_errorf(QF_ERR_FORMAT, "%s is not a qformer database (an SQLite file of another program%s); "
+                     "nothing was changed: give --db a new file name", st->path,
+                     app ? ", by its application_id" : "");
+}
+
 /* ---- indexer lock -------------------------------------------------------------- */
 
 static qf_status take_lock(qf_store *st) {
     char lock_path[4200], info[512], host[256] = "?";
     int n = snprintf(lock_path, sizeof lock_path, "%s.lock", st->path);
     if (n < 0 || (size_t)n >= sizeof lock_path) return qf_errorf(QF_ERR_IO, "%s: path too long", st->path);
-    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) st->lock_made = 1;
+    else if (errno == EEXIST) fd = open(lock_path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return qf_errorf(QF_ERR_IO, "%s: cannot open lock file: %s", lock_path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int err = errno;
@@ -170,6 +218,8 @@ static qf_status migrate(qf_store *st) {
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", qf_schema_version);
     if ((rc = exec(st, sql, "setting the schema version")) != QF_OK) goto fail;
+    snprintf(sql, sizeof sql, "PRAGMA application_id = %d", QF_APPLICATION_ID);
+    if ((rc = exec(st, sql, "marking the database as qformer's")) != QF_OK) goto fail;
     if ((rc = exec(st, "COMMIT", "committing the schema migration")) != QF_OK) goto fail;
     return QF_OK;
 fail:
@@ -253,14 +303,28 @@ qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
     sqlite3_busy_timeout(st->db, 5000);
     /* The first statement reads the header: "file is not a database" shows here. */
     if ((rc = exec(st, "PRAGMA foreign_keys = ON", "opening")) != QF_OK) goto fail;
+    int mark = 0;
+    if ((rc = check_application(st, &mark)) != QF_OK) goto fail;
     if (!st->readonly) {
         if ((rc = exec(st, "PRAGMA journal_mode = WAL", "enabling WAL")) != QF_OK) goto fail;
         if ((rc = exec(st, "PRAGMA synchronous = NORMAL", "setting synchronous")) != QF_OK) goto fail;
     }
     if ((rc = migrate(st)) != QF_OK) goto fail;
+    int app = 0;
+    if (mark && !st->readonly && pragma_int(st, "PRAGMA application_id", &app) == SQLITE_OK &&
+        app != QF_APPLICATION_ID) {   /* a file of an earlier qformer, already at our version */
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA application_id = %d", QF_APPLICATION_ID);
+        if ((rc = exec(st, sql, "marking the database as qformer's")) != QF_OK) goto fail;
+    }
     *out = st;
     return QF_OK;
 fail:
+    if (st->lock_made && st->lock_fd >= 0) {   /* a refused --db keeps no stray lock file */
+        char lock_path[4200];
+        snprintf(lock_path, sizeof lock_path, "%s.lock", st->path);
+        unlink(lock_path);
+    }
     qf_store_close(st);
     return rc;
 }
