@@ -5,6 +5,7 @@
 #include "mpi/driver.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,37 @@ static const char usage_text[] =
     "  mpirun -np 8 qformer index --model blip2-itm-vit-g --db big.db --factory IVF4096,PQ32 @list.txt\n";
 
 typedef struct { int tty; double last; } progress_state;
+
+/* ctrl-C / SIGTERM: the first asks the run to stop (the library polls the
+ * flag, commits and exits 130); a second one exits at once, which is still
+ * safe: the store is transactional and the next run resumes. */
+static volatile sig_atomic_t stop_flag;
+static int signal_says;      /* rank 0 prints; 2 on a terminal (ends the progress line) */
+
+static void on_signal(int sig) {
+    static const char first[] = "qformer index: stopping: finishing the images in progress and saving "
+                                "(press ctrl-C again to quit at once)\n";
+    static const char again[] = "qformer index: quitting now; committed work is kept, re-run the same "
+                                "command to resume\n";
+    if (stop_flag) {
+        if (signal_says && write(2, again, sizeof again - 1) < 0) { /* nothing to do */ }
+        _exit(130);
+    }
+    stop_flag = sig;
+    if (signal_says == 2 && write(2, "\n", 1) < 0) { /* nothing to do */ }
+    if (signal_says && write(2, first, sizeof first - 1) < 0) { /* nothing to do */ }
+}
+
+static void install_signals(int rank) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;      /* file reads and MPI go on undisturbed */
+    sigemptyset(&sa.sa_mask);
+    signal_says = rank == 0 ? (isatty(2) ? 2 : 1) : 0;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static double now(void) {
     struct timespec ts;
@@ -118,6 +150,8 @@ int qf_cmd_index(int argc, char **argv) {
     progress_state ps = { .tty = isatty(2), .last = 0 };
     if (rank == 0 && !quiet) { o.on_progress = on_progress; o.progress_user = &ps; }
 
+    install_signals(rank);
+    o.stop = &stop_flag;
     qf_index_report r;
     s = qf_index_run(&o, &r);
     if (s) {
@@ -126,6 +160,14 @@ int qf_cmd_index(int argc, char **argv) {
         qf_mpi_abort(1);
         qf_mpi_finalize();
         return 1;
+    }
+    if (rank == 0 && r.interrupted) {
+        long saved = r.embedded + r.failed;
+        fprintf(stderr, "qformer index: interrupted: %ld image%s saved%s; re-run the same command to resume\n",
+                saved, saved == 1 ? "" : "s",
+                r.faiss_behind ? " (the vector index is brought up to date by that run)" : "");
+        qf_mpi_finalize();
+        return 130;
     }
     if (rank == 0) {
         printf("indexed %ld image%s (%ld embedded, %ld failed and skipped), %ld unchanged, %ld removed; "

@@ -304,12 +304,13 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
     if ((s = qf_dbinfo_get(db_path, &d))) return qf_cli_fail("info", s);
     int64_t total = d.counts[QF_IMAGE_OK] + d.counts[QF_IMAGE_ERROR] + d.counts[QF_IMAGE_PENDING];
     if (json) {
-        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:I, s:I, s:b, s:i}",
+        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:o, s:o, s:b, s:i}",
             "db", db_path, "images", (json_int_t)total, "ok", (json_int_t)d.counts[QF_IMAGE_OK],
             "failed", (json_int_t)d.counts[QF_IMAGE_ERROR], "pending", (json_int_t)d.counts[QF_IMAGE_PENDING],
             "model", d.model_path, "model_fingerprint", d.fingerprint, "factory", d.factory, "pooled", d.pooled,
             "dim", d.dim, "n_query", d.n_query, "index_file", d.index_file, "db_bytes", (json_int_t)d.db_bytes,
-            "index_bytes", (json_int_t)d.faiss_bytes, "index_vectors", (json_int_t)d.faiss_ntotal,
+            "index_bytes", d.faiss_bytes >= 0 ? json_integer(d.faiss_bytes) : json_null(),
+            "index_vectors", d.faiss_ntotal >= 0 ? json_integer(d.faiss_ntotal) : json_null(),
             "index_in_sync", d.faiss_generation == d.generation, "schema_version", d.schema_version);
         char *txt = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
         if (txt) puts(txt);
@@ -324,8 +325,16 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
     printf("  model        %s\n  fingerprint  %s\n", d.model_path, d.fingerprint);
     printf("  index type   %s, %s, %d x %d-dim vectors per image\n", d.factory,
            d.pooled ? "pooled (approximate)" : "exact multi-vector", d.pooled ? 1 : d.n_query, d.dim);
-    printf("  vectors      %lld in %s%s\n", (long long)d.faiss_ntotal, d.index_file,
-           d.faiss_generation == d.generation ? "" : " (out of step: the next index run rebuilds it)");
+    /* never "-1": a file not written yet or unreadable says so, and what fixes it */
+    if (d.faiss_bytes < 0)
+        printf("  vectors      none: %s is not written yet%s\n", d.index_file,
+               d.counts[QF_IMAGE_OK] ? " (the next `qformer index` run writes it; search reads the stored "
+                                       "features meanwhile)" : "");
+    else if (d.faiss_ntotal < 0)
+        printf("  vectors      %s is unreadable (the next `qformer index` run rebuilds it)\n", d.index_file);
+    else
+        printf("  vectors      %lld in %s%s\n", (long long)d.faiss_ntotal, d.index_file,
+               d.faiss_generation == d.generation ? "" : " (out of step: the next index run rebuilds it)");
     printf("  on disk      database %s, vector index %s\n", qf_format_bytes((double)d.db_bytes, b1, sizeof b1),
            d.faiss_bytes >= 0 ? qf_format_bytes((double)d.faiss_bytes, b2, sizeof b2) : "none");
     printf("  schema       version %d\n", d.schema_version);

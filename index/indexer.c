@@ -617,6 +617,7 @@ qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r) {
     int64_t counts[QF_IMAGE_STATUS_COUNT];
     if ((s = qf_store_image_counts(ix->st, counts))) return s;
     int nothing_new = ix->in_sync && !ix->n_stale && !ix->n_fresh;
+    ix->rep.interrupted = ix->next < ix->n_queue;
     if (!nothing_new) {
         if (ix->in_sync && !(s = qf_vindex_read(ix->faiss_path, &vi)) && !(s = update(ix, vi))) {
             /* incremental */
@@ -625,6 +626,13 @@ qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r) {
             if (ix->in_sync) qf_log(QF_LOG_WARN, "%s: %s; rebuilding it from the stored features",
                                      ix->faiss_path, qf_last_error());
             if (counts[QF_IMAGE_OK] == 0 && !ix->n_stale) goto report;   /* nothing to index yet */
+            if (ix->rep.interrupted) {      /* stopping: no training now, the re-run does it */
+                qf_vindex *probe = NULL;
+                if ((s = qf_vindex_create(ix->factory, ix->E, &probe))) return s;
+                int trained = qf_vindex_is_trained(probe);
+                qf_vindex_free(probe);
+                if (!trained) { ix->rep.faiss_behind = 1; goto report; }
+            }
             if ((s = rebuild(ix, &vi))) return s;
             ix->rep.rebuilt = 1;
         }

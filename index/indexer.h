@@ -12,6 +12,7 @@
 
 #include "embed/common.h"
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,11 @@ typedef struct {
     int                keep_vision;    /* cache vision features (F16) for --rerank       */
     int                checkpoint;     /* commit every N results (default 64)            */
     int                retry_failed;   /* re-try images recorded as errors               */
+    /* Rank 0 polls *stop (may be NULL) between work units: once it is
+     * nonzero no more work is handed out, what is done is committed, and the
+     * FAISS file is brought in step when that needs no training (the CLI
+     * sets it from its SIGINT / SIGTERM handler; the library installs none). */
+    const volatile sig_atomic_t *stop;
     void (*on_progress)(const qf_index_progress *p, void *user);   /* rank 0; may be NULL */
     void              *progress_user;
 } qf_index_opts;
@@ -52,6 +58,8 @@ typedef struct {
     int    ranks;
     double seconds;
     int    rebuilt;      /* FAISS index rebuilt from the store   */
+    int    interrupted;  /* stopped by *stop with work left (re-run resumes) */
+    int    faiss_behind; /* interrupted, FAISS not updated (it needs training) */
 } qf_index_report;
 
 typedef struct qf_indexer qf_indexer;
@@ -80,7 +88,9 @@ int  qf_indexer_next(qf_indexer *ix, int max, int64_t *ids, const char **paths);
 void qf_indexer_rank_done(qf_indexer *ix, int rank, int n);
 /* Stores one result (inside the current checkpoint transaction). */
 qf_status qf_indexer_put(qf_indexer *ix, const qf_indexer_result *r);
-/* Commits, brings FAISS up to date, writes it atomically, fills the report. */
+/* Commits, brings FAISS up to date, writes it atomically, fills the report.
+ * With queued work never handed out (the run was stopped) the report says
+ * interrupted, and FAISS is only updated where no training is needed. */
 qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r);
 
 #endif

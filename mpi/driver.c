@@ -323,6 +323,8 @@ static qf_status consume(qf_indexer *ix, qf_wire *res, int q_e, int n_vis, float
     return QF_OK;
 }
 
+static int stopped(const qf_index_opts *o) { return o->stop && *o->stop; }
+
 static qf_status coordinator(const qf_index_opts *o, int n_thr, qf_index_report *r) {
     qf_indexer *ix = NULL;
     worker w = { 0 };
@@ -337,7 +339,7 @@ static qf_status coordinator(const qf_index_opts *o, int n_thr, qf_index_report 
     if (!feats || !vis) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
     if (alone) {
         if ((s = worker_init(&w, o->model_dir, o->keep_vision, n_thr))) goto done;
-        while (next_work(ix, o->batch, &work) > 0) {
+        while (!stopped(o) && next_work(ix, o->batch, &work) > 0) {
             if ((s = process_work(&w, &work, &res)) || (s = consume(ix, &res, q_e, n_vis, feats, vis))) goto done;
         }
     } else {
@@ -348,7 +350,8 @@ static qf_status coordinator(const qf_index_opts *o, int n_thr, qf_index_report 
             if (tag != TAG_RESULT) { s = qf_errorf(QF_ERR_MPI, "unexpected message tag %d from rank %d", tag, src); goto done; }
             qf_indexer_rank_done(ix, src, qf_wire_get_i32(&res));
             if ((s = consume(ix, &res, q_e, n_vis, feats, vis))) goto done;
-            if (next_work(ix, o->batch, &work) > 0) {
+            /* stopping: each worker gets TAG_STOP as its current batch comes in */
+            if (!stopped(o) && next_work(ix, o->batch, &work) > 0) {
                 if ((s = send_wire(&work, src, TAG_WORK))) goto done;
             } else {
                 qf_wire_reset(&work);

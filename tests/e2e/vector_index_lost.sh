@@ -11,7 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 export TMPDIR_QF="$tmp"
 PYTHONPATH="$here" python3 - <<'PY'
-import json, os, random
+import json, os, random, re
 from qfcheck import *
 tmp = os.environ["TMPDIR_QF"]; itm = FIX + "/tiny-blip2-itm"
 rng = random.Random(2)
@@ -37,6 +37,9 @@ def damaged(what, expect):
     check(expect in err and "qformer index" in err, f"{what}: warning names the problem and the fix: {err!r}")
     got_rr, _ = search("-k", "3", "--rerank", "6")
     check(got_rr == ref_rr, f"{what}: reranked results from the store")
+    txt = run("info", "--db", db).stdout           # never "vectors -1"
+    check(("not written yet" in txt or "is unreadable" in txt) and "qformer index" in txt,
+          f"{what}: info says what is wrong with the vector index: {txt}")
     r = index()                                    # the plain re-run repairs it
     check(os.path.exists(faiss), f"{what}: re-run wrote {faiss}")
     got, err = search("-k", "5")
