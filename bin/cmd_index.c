@@ -153,7 +153,7 @@ int qf_cmd_index(int argc, char **argv) {
     install_signals(rank);
     o.stop = &stop_flag;
     qf_index_report r;
-    s = qf_index_run(&o, &r);
+    s = qf_mpi_index_run(&o, &r);
     if (s) {
         if (qf_mpi_size() > 1) fprintf(stderr, "qformer index: rank %d: %s\n", rank, qf_last_error());
         else qf_cli_fail("index", s);
