@@ -2,9 +2,11 @@
  * alone or as every rank of `mpirun -np N qformer index ...`. */
 #include "cli.h"
 
+#include "embed/hub.h"
 #include "mpi/driver.h"
 
 #include <getopt.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +15,7 @@
 #include <unistd.h>
 
 static const char usage_text[] =
-    "usage: qformer index --model DIR --db FILE.db [--factory STR] [--batch N] [--threads N]\n"
+    "usage: qformer index [--model DIR] --db FILE.db [--factory STR] [--batch N] [--threads N]\n"
     "                     [--pooled] [--keep-vision] [--checkpoint N] [--retry-failed]\n"
     "                     [--quiet] PATH...\n"
     "\n"
@@ -23,6 +25,8 @@ static const char usage_text[] =
     "incremental: unchanged files are skipped, changed ones re-embedded, vanished ones\n"
     "removed. An interrupted run (even kill -9) resumes where it stopped.\n"
     "\n"
+    "  --model DIR      retrieval checkpoint: a folder or a cached ORG/NAME (default: the\n"
+    "                   model FILE.db records; a new database needs it)\n"
     "  --factory STR    FAISS index type, inner product (default Flat: exact). Large\n"
     "                   corpora: e.g. IVF4096,PQ32 (trained on the corpus at the end).\n"
     "  --pooled         one mean vector per image (32x smaller, approximate ranking)\n"
@@ -103,6 +107,16 @@ static void on_progress(const qf_index_progress *p, void *user) {
     }
 }
 
+/* 1 on the process that prints (rank 0, or no MPI), before MPI starts. */
+static int getenv_rank0(void) {
+    static const char *const vars[] = { "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK" };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && v[0]) return atoi(v) == 0;
+    }
+    return 1;
+}
+
 static int parse_pos(const char *s, int *out) {
     char *end;
     long v = strtol(s, &end, 10);
@@ -139,12 +153,36 @@ int qf_cmd_index(int argc, char **argv) {
         default: return 2;
         }
     }
-    if (!o.model_dir || !o.db_path) return qf_cli_usage("index", "--model and --db are required");
+    if (!o.db_path) return qf_cli_usage("index", "--db is required");
     if (optind >= argc) return qf_cli_usage("index", "no PATH to index");
+    /* --model: a folder or a cached ORG/NAME; without it, the model the
+     * database records (a new database needs it) */
+    char model_buf[QF_HUB_PATH_MAX];
+    char *recorded = NULL;
+    qf_status s;
+    if (!o.model_dir) {
+        if ((s = qf_indexer_recorded_model(o.db_path, &recorded))) return qf_cli_fail("index", s);
+        if (!recorded) return qf_cli_usage("index", "--model is required to create %s (a retrieval checkpoint "
+                                           "folder or ORG/NAME)", o.db_path);
+        struct stat sb;
+        if (stat(recorded, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            s = qf_errorf(QF_ERR_IO, "%s was built with the model %s, which is not there any more; pass "
+                          "--model with its folder or ORG/NAME", o.db_path, recorded);
+            qf_free(recorded);
+            return qf_cli_fail("index", s);
+        }
+        snprintf(model_buf, sizeof model_buf, "%s", recorded);
+        qf_free(recorded);
+        if (!quiet && getenv_rank0())
+            fprintf(stderr, "qformer index: using the model %s records: %s\n", o.db_path, model_buf);
+    } else if ((s = qf_hub_resolve_model(o.model_dir, model_buf, sizeof model_buf))) {
+        return qf_cli_fail("index", s);
+    }
+    o.model_dir = model_buf;
     o.roots = (const char *const *)argv + optind;
     o.n_roots = argc - optind;
 
-    qf_status s = qf_mpi_init(&argc, &argv);
+    s = qf_mpi_init(&argc, &argv);
     if (s) return qf_cli_fail("index", s);
     int rank = qf_mpi_rank();
     progress_state ps = { .tty = isatty(2), .last = 0 };

@@ -1,6 +1,7 @@
 /* cmd_search.c - `qformer search`: text or image query against an index. */
 #include "cli.h"
 
+#include "embed/hub.h"
 #include "query/search.h"
 
 #include <getopt.h>
@@ -28,7 +29,8 @@ static const char usage_text[] =
     "  --image PATH      search by this image instead of a TEXT\n"
     "  --format F        table (default), json, or html (a self-contained gallery)\n"
     "  --out FILE        write there instead of standard output\n"
-    "  --model DIR       retrieval checkpoint (default: the one the index was built with)\n"
+    "  --model DIR       retrieval checkpoint, a folder or a cached ORG/NAME (default: the\n"
+    "                    one the index was built with)\n"
     "  --nprobe N        IVF cells to visit (IVF factories; FAISS default 1)\n"
     "\n"
     "JSON: {\"query\": TEXT, \"results\": [{\"rank\", \"id\", \"path\", \"itc\", \"itm\", \"score\", \"caption\"}]}\n"
@@ -90,6 +92,18 @@ int qf_cmd_search(int argc, char **argv) {
         return qf_cli_usage("search", "TEXT and --image are exclusive");
     }
 
+    char model_buf[QF_HUB_PATH_MAX];   /* --model: a folder or a cached ORG/NAME */
+    if (o.model_dir) {
+        qf_status hs = qf_hub_resolve_model(o.model_dir, model_buf, sizeof model_buf);
+        if (hs) return qf_cli_fail("search", hs);
+        o.model_dir = model_buf;
+    }
+    char caption_buf[QF_HUB_PATH_MAX];
+    if (o.caption_model) {
+        qf_status hs = qf_hub_resolve_model(o.caption_model, caption_buf, sizeof caption_buf);
+        if (hs) return qf_cli_fail("search", hs);
+        o.caption_model = caption_buf;
+    }
     qf_search_result r;
     qf_status s = qf_search_run(&o, &r);
     if (s) return qf_cli_fail("search", s);

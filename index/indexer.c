@@ -49,6 +49,8 @@ struct qf_indexer {
     int64_t         generation;
     int             in_sync;       /* FAISS file agrees with the store at start */
     int             in_txn;
+    int             settings_pending;   /* new database: meta written with the first results */
+    int             settings_changed;   /* factory / pooled changed: FAISS to rebuild        */
     held_result    *held;          /* results not written yet (flush)          */
     size_t          n_held, cap_held, held_bytes;
 
@@ -129,6 +131,23 @@ static void held_free(held_result *h) {
 
 /* ---- settings: model, factory, layout ----------------------------------- */
 
+/* The settings of this run into meta, inside the caller's transaction. */
+static qf_status write_settings(qf_indexer *ix) {
+    qf_store *st = ix->st;
+    char abs_model[PATH_MAX];
+    qf_status s;
+    if (!realpath(ix->o.model_dir, abs_model)) snprintf(abs_model, sizeof abs_model, "%s", ix->o.model_dir);
+    if ((s = qf_store_meta_set(st, "model_path", abs_model)) ||
+        (s = qf_store_meta_set(st, "model_fingerprint", ix->fingerprint)) ||
+        (s = qf_store_meta_set(st, "factory", ix->factory)) ||
+        (s = meta_set_int(st, "pooled", ix->pooled)) ||
+        (s = meta_set_int(st, "dim", ix->E)) ||
+        (s = meta_set_int(st, "n_query", ix->Q)) ||
+        (ix->settings_changed && (s = meta_set_int(st, "faiss_generation", -1))))
+        return s;
+    return QF_OK;
+}
+
 static qf_status check_settings(qf_indexer *ix) {
     qf_store *st = ix->st;
     char *fp = NULL, *factory = NULL, *pooled = NULL, *model_path = NULL;
@@ -146,20 +165,13 @@ static qf_status check_settings(qf_indexer *ix) {
     ix->pooled = ix->o.pooled >= 0 ? ix->o.pooled : db_pooled;
     snprintf(ix->factory, sizeof ix->factory, "%s",
              ix->o.factory ? ix->o.factory : factory ? factory : "Flat");
-    int changed = (factory && strcmp(factory, ix->factory)) || (pooled && db_pooled != ix->pooled);
-    char abs_model[PATH_MAX];
-    if (!realpath(ix->o.model_dir, abs_model)) snprintf(abs_model, sizeof abs_model, "%s", ix->o.model_dir);
+    ix->settings_changed = (factory && strcmp(factory, ix->factory)) || (pooled && db_pooled != ix->pooled);
+    /* A new database records its model with the first results, once the
+     * model has embedded something: a model that fails to load or run does
+     * not claim the database (the right one was refused next). */
+    if (!fp) { ix->settings_pending = 1; goto done; }
     if ((s = qf_store_begin(st))) goto done;
-    if ((s = qf_store_meta_set(st, "model_path", abs_model)) ||
-        (s = qf_store_meta_set(st, "model_fingerprint", ix->fingerprint)) ||
-        (s = qf_store_meta_set(st, "factory", ix->factory)) ||
-        (s = meta_set_int(st, "pooled", ix->pooled)) ||
-        (s = meta_set_int(st, "dim", ix->E)) ||
-        (s = meta_set_int(st, "n_query", ix->Q)) ||
-        (changed && (s = meta_set_int(st, "faiss_generation", -1)))) {
-        qf_store_rollback(st);
-        goto done;
-    }
+    if ((s = write_settings(ix))) { qf_store_rollback(st); goto done; }
     s = qf_store_commit(st);
 done:
     qf_free(fp); qf_free(factory); qf_free(pooled); qf_free(model_path);
@@ -339,6 +351,17 @@ static void remove_stale_temps(const char *faiss_path) {
 
 /* ---- open / next / put ---------------------------------------------------- */
 
+qf_status qf_indexer_recorded_model(const char *db_path, char **model_path) {
+    *model_path = NULL;
+    if (access(db_path, F_OK) != 0) return QF_OK;
+    qf_store *st = NULL;
+    qf_status s = qf_store_open(db_path, QF_STORE_READONLY, &st);
+    if (s == QF_ERR_FORMAT && strstr(qf_last_error(), "empty")) return QF_OK;   /* no schema yet */
+    if (!s) s = qf_store_meta_get(st, "model_path", model_path);
+    qf_store_close(st);
+    return s;
+}
+
 qf_status qf_indexer_open(const qf_index_opts *o, int ranks, qf_indexer **out) {
     *out = NULL;
     qf_indexer *ix = qf_calloc(1, sizeof *ix);
@@ -352,6 +375,14 @@ qf_status qf_indexer_open(const qf_index_opts *o, int ranks, qf_indexer **out) {
     qf_status s;
     if (!ix->per_rank || !ix->faiss_path) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto fail; }
     if ((s = qf_blip2_inspect(o->model_dir, &ix->cfg, ix->fingerprint))) goto fail;
+    /* The checkpoint kind first: a captioning checkpoint (OPT / Flan-T5) has
+     * no Q-Former text input nor ITC projections to index with. */
+    if (!ix->cfg.qformer.use_qformer_text_input || strstr(ix->cfg.architecture, "ConditionalGeneration")) {
+        s = qf_errorf(QF_ERR_ARG, "%s is a captioning checkpoint (%s); index needs a retrieval checkpoint such as "
+                      "Salesforce/blip2-itm-vit-g", o->model_dir,
+                      ix->cfg.architecture[0] ? ix->cfg.architecture : "no Q-Former text input");
+        goto fail;
+    }
     ix->Q = ix->cfg.num_query_tokens;
     ix->E = ix->cfg.image_text_hidden_size;
     int g = ix->cfg.vision.image_size / ix->cfg.vision.patch_size;
@@ -438,10 +469,12 @@ static qf_status write_one(qf_indexer *ix, const held_result *r) {
 
 /* Writes the held results in one transaction (bumping the generation). */
 static qf_status flush_held(qf_indexer *ix) {
-    if (!ix->n_held) return QF_OK;
+    if (!ix->n_held && !ix->settings_pending) return QF_OK;
     qf_status s = begin(ix);
+    if (!s && ix->settings_pending) s = write_settings(ix);
     for (size_t i = 0; !s && i < ix->n_held; i++) s = write_one(ix, &ix->held[i]);
     if (!s) s = commit(ix);
+    if (!s) ix->settings_pending = 0;
     if (s && ix->in_txn) { qf_store_rollback(ix->st); ix->in_txn = 0; }
     for (size_t i = 0; i < ix->n_held; i++) held_free(&ix->held[i]);
     ix->n_held = 0;

@@ -74,6 +74,11 @@ typedef struct {
     const float    *vis;         /* [n_vis, vis_dim] vision features or NULL   */
 } qf_indexer_result;
 
+/* The model folder an existing index database records (what `index`
+ * without --model uses). *model_path: new string the caller frees
+ * (qf_free), NULL when the file does not exist or records no model yet. */
+qf_status qf_indexer_recorded_model(const char *db_path, char **model_path);
+
 /* Opens (creating) the store with the run lock, checks the model against
  * the one the index was built with, scans the roots and queues the work. */
 qf_status qf_indexer_open(const qf_index_opts *o, int ranks, qf_indexer **out);

@@ -127,6 +127,10 @@ static qf_status open_index(search_ctx *x, qf_search_result *out) {
     x->pooled = atoi(x->pooled_s);
     snprintf(out->mode, sizeof out->mode, "%s, %s", x->pooled ? "pooled (approximate)" : "exact", x->factory);
     x->mdir = o->model_dir ? o->model_dir : x->model_path;
+    struct stat mb;
+    if (!o->model_dir && stat(x->mdir, &mb) != 0)
+        return qf_errorf(QF_ERR_IO, "%s was built with the model %s, which is not there any more; pass --model "
+                         "with its folder or ORG/NAME", o->db_path, x->mdir);
     if ((s = qf_blip2_load(x->mdir, QF_BLIP2_ALL, &x->m))) return s;
     if (strcmp(qf_blip2_fingerprint(x->m), x->fp))
         return qf_errorf(QF_ERR_ARG, "%s: the index was built with another model (fingerprint %.16s, %s), not %s",
