@@ -83,7 +83,12 @@ int qf_cmd_embed(int argc, char **argv) {
         free(images); free(texts); return rc;
     }
     if (!model_dir || !out_path) {
-        rc = qf_cli_usage("embed", "--model and --out are required");
+        rc = qf_cli_usage("embed", "%s is required", !model_dir && !out_path ? "--model and --out are" :
+                          !model_dir ? "--model" : "--out");
+        free(images); free(texts); return rc;
+    }
+    if (!n_img && !n_txt) {
+        rc = qf_cli_usage("embed", "nothing to embed: give --image PATH and/or --text STR");
         free(images); free(texts); return rc;
     }
     char model_buf[QF_HUB_PATH_MAX];   /* --model: a folder or a cached ORG/NAME */

@@ -207,6 +207,12 @@ int qf_cmd_index(int argc, char **argv) {
         qf_mpi_finalize();
         return 130;
     }
+    if (rank == 0 && r.discarded) {
+        fprintf(stderr, "qformer index: nothing to index: the given path%s could not be read (see above); "
+                "%s was not created\n", r.named_errors == 1 ? "" : "s", o.db_path);
+        qf_mpi_finalize();
+        return 1;
+    }
     if (rank == 0) {
         printf("indexed %ld image%s (%ld embedded, %ld failed and skipped), %ld unchanged, %ld removed; "
                "the index holds %ld images", r.queued, r.queued == 1 ? "" : "s", r.embedded, r.failed,
@@ -216,7 +222,11 @@ int qf_cmd_index(int argc, char **argv) {
         printf("\n");
         if (r.scan_errors) printf("%ld path%s could not be scanned (see above)\n", r.scan_errors, r.scan_errors == 1 ? "" : "s");
         if (r.failed) printf("bad files are listed by `qformer info --db %s --failures`\n", o.db_path);
+        /* a PATH (or @LIST line) that is not there is a failed run, once the rest is indexed */
+        if (r.named_errors)
+            fprintf(stderr, "qformer index: %ld of the given paths could not be read (named above); the rest "
+                    "is indexed\n", r.named_errors);
     }
     qf_mpi_finalize();
-    return 0;
+    return r.named_errors ? 1 : 0;
 }

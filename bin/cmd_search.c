@@ -62,7 +62,7 @@ int qf_cmd_search(int argc, char **argv) {
     };
     qf_search_opts o = { .k = 10 };
     const char *format = "table", *out_path = NULL;
-    int c;
+    int c, caption_dtype_set = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "hk:", opts, NULL)) != -1) {
         switch (c) {
@@ -71,7 +71,7 @@ int qf_cmd_search(int argc, char **argv) {
         case 'r': if (!parse_nonneg(optarg, &o.rerank)) return qf_cli_usage("search", "--rerank: '%s' is not an integer", optarg); break;
         case 'c': if (!parse_nonneg(optarg, &o.caption)) return qf_cli_usage("search", "--caption: '%s' is not an integer", optarg); break;
         case 'C': o.caption_model = optarg; break;
-        case 'D': if (qf_opt_weights_parse(optarg, &o.caption_dtype)) return qf_cli_usage("search", "--caption-dtype must be f32, bf16 or int8, not '%s'", optarg); break;
+        case 'D': caption_dtype_set = 1; if (qf_opt_weights_parse(optarg, &o.caption_dtype)) return qf_cli_usage("search", "--caption-dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'p': o.prompt = optarg; break;
         case 'm': o.model_dir = optarg; break;
         case 'n': if (!parse_nonneg(optarg, &o.nprobe)) return qf_cli_usage("search", "--nprobe: '%s' is not an integer", optarg); break;
@@ -85,9 +85,13 @@ int qf_cmd_search(int argc, char **argv) {
     if (!o.db_path) return qf_cli_usage("search", "--db is required");
     if (strcmp(format, "table") && strcmp(format, "json") && strcmp(format, "html"))
         return qf_cli_usage("search", "--format must be table, json or html, not '%s'", format);
+    if (!o.caption && (o.prompt || o.caption_model || caption_dtype_set))
+        return qf_cli_usage("search", "%s only applies with --caption N",
+                            o.prompt ? "--prompt" : o.caption_model ? "--caption-model" : "--caption-dtype");
     if (!o.image_path) {
         if (optind != argc - 1) return qf_cli_usage("search", "give exactly one TEXT (quote it) or --image PATH");
         o.text = argv[optind];
+        if (!o.text[strspn(o.text, " \t\r\n")]) return qf_cli_usage("search", "the query TEXT is empty");
     } else if (optind < argc) {
         return qf_cli_usage("search", "TEXT and --image are exclusive");
     }

@@ -49,6 +49,8 @@ struct qf_indexer {
     int64_t         generation;
     int             in_sync;       /* FAISS file agrees with the store at start */
     int             in_txn;
+    int             created;       /* this run created the database file */
+    int             finished;      /* qf_indexer_finish succeeded        */
     int             settings_pending;   /* new database: meta written with the first results */
     int             settings_changed;   /* factory / pooled changed: FAISS to rebuild        */
     held_result    *held;          /* results not written yet (flush)          */
@@ -250,6 +252,7 @@ static qf_status reconcile(qf_indexer *ix) {
     if (!errs) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
     for (size_t i = 0; i < scan.n_errors; i++) {
         qf_log(QF_LOG_WARN, "%s: %s", scan.errors[i].path, scan.errors[i].error);
+        ix->rep.named_errors += scan.errors[i].named;
         errs[i] = scan.errors[i].path;
     }
     qsort(errs, scan.n_errors, sizeof *errs, str_cmp);
@@ -388,6 +391,7 @@ qf_status qf_indexer_open(const qf_index_opts *o, int ranks, qf_indexer **out) {
     int g = ix->cfg.vision.image_size / ix->cfg.vision.patch_size;
     ix->n_vis = 1 + g * g;
     ix->vis_dim = ix->cfg.vision.hidden_size;
+    ix->created = access(o->db_path, F_OK) != 0;
     if ((s = qf_store_open(o->db_path, QF_STORE_LOCK, &ix->st))) goto fail;
     remove_stale_temps(ix->faiss_path);
     if ((s = check_settings(ix))) goto fail;
@@ -417,10 +421,22 @@ fail:
     return s;
 }
 
+/* A database this run created and that holds nothing of worth (a mistyped
+ * folder, a model that failed, before any result) goes with its files. */
+static void remove_created(qf_indexer *ix) {
+    static const char *const suffix[] = { "-wal", "-shm", ".faiss", ".lock", "" };
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof p, "%s%s", ix->o.db_path, suffix[i]) < (int)sizeof p) unlink(p);
+    }
+}
+
 void qf_indexer_close(qf_indexer *ix) {
     if (!ix) return;
     if (ix->in_txn) qf_store_rollback(ix->st);
+    int discard = ix->st && ix->created && (ix->rep.discarded || (!ix->finished && ix->settings_pending));
     qf_store_close(ix->st);
+    if (discard) remove_created(ix);
     for (size_t i = 0; i < ix->n_queue; i++) qf_free(ix->queue[i].path);
     qf_free(ix->queue); qf_free(ix->stale); qf_free(ix->fresh); qf_free(ix->per_rank);
     for (size_t i = 0; i < ix->n_held; i++) held_free(&ix->held[i]);   /* not committed: redone next run */
@@ -679,6 +695,10 @@ qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r) {
         return s;       /* the file was in step and nothing changed: it still is */
     }
 report:
+    ix->finished = 1;
+    /* nothing found, and a named path missing: a mistyped PATH leaves no
+     * empty database behind */
+    if (ix->created && ix->rep.files == 0 && ix->rep.named_errors > 0) ix->rep.discarded = 1;
     ix->rep.total_ok = (long)counts[QF_IMAGE_OK];
     ix->rep.seconds = now() - ix->t0;
     ix->rep.ranks = ix->ranks;

@@ -54,6 +54,8 @@ typedef struct {
     long   failed;       /* of which recorded as bad input       */
     long   removed;      /* vanished files dropped               */
     long   scan_errors;  /* paths that could not be scanned      */
+    long   named_errors; /* of which named by the user (a PATH or @LIST line) */
+    int    discarded;    /* a database this run created, removed: nothing to index */
     long   total_ok;     /* images in the index after the run    */
     int    ranks;
     double seconds;

@@ -279,6 +279,11 @@ qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
         st->readonly = 1;
     if (!(st->path = qf_strdup(path))) { rc = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path); goto fail; }
 
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        rc = qf_errorf(QF_ERR_ARG, "%s is a folder; --db takes the database file, e.g. %s/index.db", path, path);
+        goto fail;
+    }
     if ((flags & QF_STORE_LOCK) && (rc = take_lock(st)) != QF_OK) goto fail;
     if (st->readonly && access(path, R_OK) != 0) {
         rc = qf_errorf(QF_ERR_IO, "%s: cannot open database: %s", path, strerror(errno));

@@ -147,6 +147,16 @@ static qf_status query_vectors(search_ctx *x) {
         qf_bert *tok = NULL;
         if (!(s = qf_bert_load(x->mdir, &tok)))
             s = qf_bert_encode(tok, x->o->text, QF_BERT_MAX_TXT_LEN, 0, x->ids, x->mask, &x->n_tok);
+        if (!s && x->n_tok == QF_BERT_MAX_TXT_LEN) {     /* truncated? count the whole text once */
+            enum { LONG = 4096 };
+            int64_t *all = qf_malloc((size_t)LONG * sizeof *all);
+            int n_all = 0;
+            if (!all) s = qf_errorf(QF_ERR_NOMEM, "out of memory");
+            else if (!(s = qf_bert_encode(tok, x->o->text, LONG, 0, all, NULL, &n_all)) && n_all > x->n_tok)
+                qf_log(QF_LOG_WARN, "the query is %s%d tokens long; BLIP-2 reads the first %d (its max_txt_len), "
+                       "the rest is ignored", n_all == LONG ? "over " : "", n_all, QF_BERT_MAX_TXT_LEN);
+            qf_free(all);
+        }
         qf_bert_free(tok);
         if (s) return s;
         x->n_qv = 1;

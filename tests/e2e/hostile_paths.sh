@@ -143,7 +143,7 @@ lst = fs(tmp + "/list.txt")
 open(lst, "wb").write(C + b"/with space.png\r\n" + fs(tmp) + b"/no/such/file.png\n\n"
                       + C + b"/caf\xe9.png\n/dev/null\n" + C + b"/pipe.png\n" + fs(tmp) + b"/gone.png\n")
 rc, out, err = qf("index", "--model", itm, "--db", tmp + "/l.db", "--quiet", b"@" + lst)
-check(rc == 0, f"@LIST: exit {rc}: {err!r}")
+check(rc == 1, f"@LIST with missing entries: exit 1 after indexing the rest: {rc}: {err!r}")
 check(b"indexed 2 images (2 embedded" in out and b"4 paths could not be scanned" in out, f"@LIST report: {out!r}")
 for what, why in ((b"/no/such/file.png", b"No such file"), (b"/gone.png", b"No such file"),
                   (b"/dev/null", b"not a regular file"), (b"pipe.png", b"not a regular file")):
