@@ -6,6 +6,7 @@
 #include "index/export.h"
 #include "embed/caption.h"
 
+#include <ctype.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -121,7 +122,12 @@ int qf_cmd_caption(int argc, char **argv) {
             /* "image" is written apart: jansson refuses a file name that is
              * not UTF-8 (b"caf\xe9.jpg"), which failed the image; such bytes
              * are written as "\udcXX" (qf_export_json_string) */
-            json_t *o = json_pack("{s:o, s:s}", "ids", ids, "text", out.text);
+            /* text as users print it: stripped (HF's examples: .strip()); ids untouched */
+            const char *t = out.text;
+            while (*t && isspace((unsigned char)*t)) t++;
+            size_t tn = strlen(t);
+            while (tn && isspace((unsigned char)t[tn - 1])) tn--;
+            json_t *o = json_pack("{s:o, s:s#}", "ids", ids, "text", t, tn);
             json_t *img = json_string(argv[i]);
             char *line = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
             char *img_js = img ? json_dumps(img, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;

@@ -15,6 +15,7 @@
 #include "embed/opt.h"
 
 #include "index/dbinfo.h"
+#include "index/export.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -275,9 +276,22 @@ static int info_model(const char *dir, int json) {
 
 /* ---- info --db ---------------------------------------------------------- */
 
+/* One bad file: "PATH<TAB>error" (text) or {"path": P, "error": E} per line
+ * (json). The stored error starts with the path; it is not repeated. */
 static qf_status print_failure(const qf_store_image *img, void *user) {
-    (void)user;
-    printf("%s\t%s\n", img->path, img->error ? img->error : "");
+    int json = *(const int *)user;
+    const char *err = img->error ? img->error : "";
+    size_t pl = strlen(img->path);
+    if (!strncmp(err, img->path, pl) && !strncmp(err + pl, ": ", 2)) err += pl + 2;
+    if (!json) {
+        printf("%s\t%s\n", img->path, err);
+        return QF_OK;
+    }
+    fputs("{\"path\": ", stdout);
+    qf_export_json_string(stdout, img->path);      /* file names need not be UTF-8 */
+    fputs(", \"error\": ", stdout);
+    qf_export_json_string(stdout, err);
+    fputs("}\n", stdout);
     return QF_OK;
 }
 
@@ -289,7 +303,7 @@ static void print_line(const char *line, void *user) {
 static int info_db(const char *db_path, int json, int failures, int check, int repair) {
     qf_status s;
     if (failures) {
-        s = qf_dbinfo_failures(db_path, print_failure, NULL);
+        s = qf_dbinfo_failures(db_path, print_failure, &json);
         return s ? qf_cli_fail("info", s) : 0;
     }
     if (check || repair) {

@@ -10,6 +10,7 @@
 #include "index/vindex.h"
 #include "embed/caption.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -432,6 +433,14 @@ static qf_status fill_result(search_ctx *x, qf_search_result *out) {
         h->score = cd->score;
         h->caption = cd->caption;
         cd->caption = NULL;
+        if (h->caption) {            /* as users print it, as `caption` does: stripped */
+            char *t = (char *)h->caption, *b = t;
+            while (*b && isspace((unsigned char)*b)) b++;
+            size_t n = strlen(b);
+            while (n && isspace((unsigned char)b[n - 1])) n--;
+            memmove(t, b, n);
+            t[n] = 0;
+        }
         if (!h->path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
         out->n = i + 1;
     }
