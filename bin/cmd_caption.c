@@ -73,6 +73,7 @@ int qf_cmd_caption(int argc, char **argv) {
     float lp = 0, rp = 0;
     int have_lp = 0, have_rp = 0;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
@@ -85,7 +86,7 @@ int qf_cmd_caption(int argc, char **argv) {
         case 'f': format = optarg; break;
         case 'd': if (qf_opt_weights_parse(optarg, &wt)) return qf_cli_usage("caption", "--dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return 2;
+        default: return qf_cli_bad_option("caption", argc, argv, "h", opts);
         }
     }
     if (!model_dir) return qf_cli_usage("caption", "--model is required");

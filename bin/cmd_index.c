@@ -137,6 +137,7 @@ int qf_cmd_index(int argc, char **argv) {
     qf_index_opts o = { .batch = 8, .pooled = -1, .checkpoint = 64 };
     int quiet = 0, c;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
         switch (c) {
         case 'm': o.model_dir = optarg; break;
@@ -150,7 +151,7 @@ int qf_cmd_index(int argc, char **argv) {
         case 'R': o.retry_failed = 1; break;
         case 'q': quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return 2;
+        default: return qf_cli_bad_option("index", argc, argv, "hq", opts);
         }
     }
     if (!o.db_path) return qf_cli_usage("index", "--db is required");
@@ -214,9 +215,10 @@ int qf_cmd_index(int argc, char **argv) {
         return 1;
     }
     if (rank == 0) {
-        printf("indexed %ld image%s (%ld embedded, %ld failed and skipped), %ld unchanged, %ld removed; "
-               "the index holds %ld images", r.queued, r.queued == 1 ? "" : "s", r.embedded, r.failed,
-               r.unchanged, r.removed, r.total_ok);
+        /* failures are not "indexed": they are counted apart */
+        printf("embedded %ld image%s, %ld failed (bad input, skipped), %ld unchanged, %ld removed; "
+               "the index holds %ld image%s", r.embedded, r.embedded == 1 ? "" : "s", r.failed,
+               r.unchanged, r.removed, r.total_ok, r.total_ok == 1 ? "" : "s");
         if (r.seconds > 0 && r.queued)
             printf("; %.2f images/s on %d rank%s", r.queued / r.seconds, r.ranks, r.ranks == 1 ? "" : "s");
         printf("\n");

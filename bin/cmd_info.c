@@ -367,6 +367,7 @@ int qf_cmd_info(int argc, char **argv) {
     const char *model_dir = NULL, *db = NULL, *format = "text";
     int c, failures = 0, check = 0, repair = 0;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
@@ -376,7 +377,7 @@ int qf_cmd_info(int argc, char **argv) {
         case 'c': check = 1; break;
         case 'r': repair = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return qf_cli_usage("info", "invalid option");
+        default: return qf_cli_bad_option("info", argc, argv, "h", opts);
         }
     }
     if (optind < argc) return qf_cli_usage("info", "unexpected argument '%s'", argv[optind]);

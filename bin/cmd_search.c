@@ -4,6 +4,7 @@
 #include "embed/hub.h"
 #include "query/search.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,7 @@ int qf_cmd_search(int argc, char **argv) {
     const char *format = "table", *out_path = NULL;
     int c, caption_dtype_set = 0;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "hk:", opts, NULL)) != -1) {
         switch (c) {
         case 'd': o.db_path = optarg; break;
@@ -79,7 +81,7 @@ int qf_cmd_search(int argc, char **argv) {
         case 'o': out_path = optarg; break;
         case 'i': o.image_path = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return 2;
+        default: return qf_cli_bad_option("search", argc, argv, "hk:", opts);
         }
     }
     if (!o.db_path) return qf_cli_usage("search", "--db is required");
@@ -114,7 +116,7 @@ int qf_cmd_search(int argc, char **argv) {
     FILE *f = stdout;
     if (out_path && !(f = fopen(out_path, "w"))) {
         qf_search_result_free(&r);
-        s = qf_errorf(QF_ERR_IO, "%s: cannot write", out_path);
+        s = qf_errorf(QF_ERR_IO, "%s: cannot write: %s", out_path, strerror(errno));
         return qf_cli_fail("search", s);
     }
     char qbuf[4200];

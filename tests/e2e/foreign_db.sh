@@ -55,7 +55,7 @@ got = json.loads(run("search", "--db", db, "--format", "json", "a cat").stdout)
 check(got == ref, "unmarked qformer database: same search results")
 check(sqlite3.connect(db).execute("PRAGMA application_id").fetchone()[0] == 0, "search wrote nothing")
 r = run("index", "--model", itm, "--db", db, "--quiet", tmp + "/c")
-check("indexed 0 images" in r.stdout, f"unmarked database re-indexed incrementally: {r.stdout}")
+check("embedded 0 images" in r.stdout, f"unmarked database re-indexed incrementally: {r.stdout}")
 check(sqlite3.connect(db).execute("PRAGMA application_id").fetchone()[0] == APP, "index marked it")
 done("foreign_db")
 PY

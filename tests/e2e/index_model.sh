@@ -44,7 +44,7 @@ check(r.returncode == 0 and "the index holds" in r.stdout, f"the right model is 
 # (7) re-runs without --model: the recorded model, said on stderr
 open(c + "/new.png", "wb").write(open(c + "/" + sorted(os.listdir(c))[0], "rb").read()[:])
 r = q("index", "--db", db, c)
-check(r.returncode == 0 and "indexed 1 image" in r.stdout, f"re-run without --model: {r.stdout} {r.stderr}")
+check(r.returncode == 0 and "embedded 1 image" in r.stdout, f"re-run without --model: {r.stdout} {r.stderr}")
 check(f"using the model {db} records: {os.path.realpath(itm)}" in r.stderr, f"says which model: {r.stderr!r}")
 r = q("index", "--db", tmp + "/fresh.db", c)
 check(r.returncode == 2 and "--model is required to create" in r.stderr, f"new database without --model: {r.stderr!r}")

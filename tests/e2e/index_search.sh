@@ -18,7 +18,7 @@ import json, os, numpy as np
 from qfcheck import *
 tmp = os.environ["TMPDIR_QF"]; itm = FIX + "/tiny-blip2-itm"; db = tmp + "/x.db"
 r = run("index", "--model", itm, "--db", db, "--quiet", tmp + "/corpus")
-check("indexed 6 images" in r.stdout, "6 images indexed: " + r.stdout)
+check("embedded 6 images" in r.stdout, "6 images indexed: " + r.stdout)
 # images in id order = sorted absolute paths
 paths = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.realpath(tmp + "/corpus"))
                for f in fs if f != "notes.txt")

@@ -62,7 +62,7 @@ for name, sigs in (("int", [signal.SIGINT]), ("term", [signal.SIGTERM])):
     s = run("search", "--db", db, "-k", "3", "--format", "json", "a photo")
     check(len(json.loads(s.stdout)["results"]) == 3 and s.stderr == "", f"{name}: search after the interrupt: {s.stderr!r}")
     r = run("index", "--model", itm, "--db", db, "--quiet", tmp + "/c")
-    check(f"indexed {N - saved} images" in r.stdout and f"the index holds {N} images" in r.stdout,
+    check(f"embedded {N - saved} images" in r.stdout and f"the index holds {N} images" in r.stdout,
           f"{name}: the re-run resumes: {r.stdout}")
     check(run("info", "--db", db, "--check", check=False).returncode == 0, f"{name}: check after resuming")
 
