@@ -16,7 +16,7 @@
 
 static const char usage_text[] =
     "usage: qformer index [--model DIR] --db FILE.db [--factory STR] [--batch N] [--threads N]\n"
-    "                     [--pooled] [--keep-vision] [--checkpoint N] [--retry-failed]\n"
+    "                     [--pooled | --no-pooled] [--keep-vision] [--checkpoint N] [--retry-failed]\n"
     "                     [--quiet] PATH...\n"
     "\n"
     "Embeds every image under PATH (an image file, a folder walked recursively, or @FILE\n"
@@ -30,6 +30,9 @@ static const char usage_text[] =
     "  --factory STR    FAISS index type, inner product (default Flat: exact). Large\n"
     "                   corpora: e.g. IVF4096,PQ32 (trained on the corpus at the end).\n"
     "  --pooled         one mean vector per image (32x smaller, approximate ranking)\n"
+    "  --no-pooled      back to every query vector (exact); --pooled, --no-pooled and\n"
+    "                   --factory stick to the database until changed again, and a change\n"
+    "                   rebuilds FILE.db.faiss from the stored features (no re-embedding)\n"
     "  --keep-vision    cache the vision features (F16) so search --rerank is fast\n"
     "  --batch N        images per work unit handed to a rank (default 8)\n"
     "  --threads N      BLAS threads per rank (default: cores / ranks on the node)\n"
@@ -130,7 +133,7 @@ int qf_cmd_index(int argc, char **argv) {
         { "model", required_argument, 0, 'm' }, { "db", required_argument, 0, 'd' },
         { "factory", required_argument, 0, 'f' }, { "batch", required_argument, 0, 'b' },
         { "threads", required_argument, 0, 't' }, { "pooled", no_argument, 0, 'P' },
-        { "keep-vision", no_argument, 0, 'K' }, { "checkpoint", required_argument, 0, 'c' },
+        { "no-pooled", no_argument, 0, 'N' }, { "keep-vision", no_argument, 0, 'K' }, { "checkpoint", required_argument, 0, 'c' },
         { "retry-failed", no_argument, 0, 'R' }, { "quiet", no_argument, 0, 'q' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
@@ -145,7 +148,11 @@ int qf_cmd_index(int argc, char **argv) {
         case 'f': o.factory = optarg; break;
         case 'b': if (!parse_pos(optarg, &o.batch)) return qf_cli_usage("index", "--batch: '%s' is not a positive integer", optarg); break;
         case 't': if (!parse_pos(optarg, &o.threads)) return qf_cli_usage("index", "--threads: '%s' is not a positive integer", optarg); break;
-        case 'P': o.pooled = 1; break;
+        case 'P':
+        case 'N':
+            if (o.pooled >= 0 && o.pooled != (c == 'P')) return qf_cli_usage("index", "--pooled and --no-pooled are exclusive");
+            o.pooled = c == 'P';
+            break;
         case 'K': o.keep_vision = 1; break;
         case 'c': if (!parse_pos(optarg, &o.checkpoint)) return qf_cli_usage("index", "--checkpoint: '%s' is not a positive integer", optarg); break;
         case 'R': o.retry_failed = 1; break;
