@@ -81,6 +81,8 @@ static const char help_tail[] =
     "       many; `qformer info --db FILE.db --failures` lists them)\n"
     "  1    failure: one line on stderr names the file and the problem\n"
     "  2    usage error: unknown command or option, missing or invalid argument\n"
+    "  130  index interrupted (ctrl-C, SIGTERM): what was done is saved; re-run the\n"
+    "       same command to resume\n"
     "\n"
     "environment:\n"
     "  HF_TOKEN              bearer token for gated or private hub repos (pull)\n"
