@@ -79,15 +79,9 @@ static void install_signals(int rank) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void on_progress(const qf_index_progress *p, void *user) {
     progress_state *ps = user;
-    double t = now();
+    double t = qf_now();
     int last = p->done == p->total;
     if (!last && t - ps->last < (ps->tty ? 0.25 : 10.0)) return;
     ps->last = t;
@@ -120,14 +114,6 @@ static int getenv_rank0(void) {
     return 1;
 }
 
-static int parse_pos(const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 1 || v > 1 << 20) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 int qf_cmd_index(int argc, char **argv) {
     static const struct option opts[] = {
         { "model", required_argument, 0, 'm' }, { "db", required_argument, 0, 'd' },
@@ -146,15 +132,15 @@ int qf_cmd_index(int argc, char **argv) {
         case 'm': o.model_dir = optarg; break;
         case 'd': o.db_path = optarg; break;
         case 'f': o.factory = optarg; break;
-        case 'b': if (!parse_pos(optarg, &o.batch)) return qf_cli_usage("index", "--batch: '%s' is not a positive integer", optarg); break;
-        case 't': if (!parse_pos(optarg, &o.threads)) return qf_cli_usage("index", "--threads: '%s' is not a positive integer", optarg); break;
+        case 'b': if (!qf_cli_int(optarg, 1, 1 << 20, &o.batch)) return qf_cli_usage("index", "--batch: '%s' is not a positive integer", optarg); break;
+        case 't': if (!qf_cli_int(optarg, 1, 1 << 20, &o.threads)) return qf_cli_usage("index", "--threads: '%s' is not a positive integer", optarg); break;
         case 'P':
         case 'N':
             if (o.pooled >= 0 && o.pooled != (c == 'P')) return qf_cli_usage("index", "--pooled and --no-pooled are exclusive");
             o.pooled = c == 'P';
             break;
         case 'K': o.keep_vision = 1; break;
-        case 'c': if (!parse_pos(optarg, &o.checkpoint)) return qf_cli_usage("index", "--checkpoint: '%s' is not a positive integer", optarg); break;
+        case 'c': if (!qf_cli_int(optarg, 1, 1 << 20, &o.checkpoint)) return qf_cli_usage("index", "--checkpoint: '%s' is not a positive integer", optarg); break;
         case 'R': o.retry_failed = 1; break;
         case 'q': quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
