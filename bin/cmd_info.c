@@ -16,8 +16,9 @@
 #include "embed/opt.h"
 
 #include "index/dbinfo.h"
-#include "query/recall.h"
 #include "index/ann.h"
+#include "index/export.h"
+#include "query/recall.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -307,9 +308,22 @@ static int info_model(const char *dir, int json) {
 
 /* ---- info --db ---------------------------------------------------------- */
 
+/* One bad file: "PATH<TAB>error" (text) or {"path": P, "error": E} per line
+ * (json). The stored error starts with the path; it is not repeated. */
 static qf_status print_failure(const qf_store_image *img, void *user) {
-    (void)user;
-    printf("%s\t%s\n", img->path, img->error ? img->error : "");
+    int json = *(const int *)user;
+    const char *err = img->error ? img->error : "";
+    size_t pl = strlen(img->path);
+    if (!strncmp(err, img->path, pl) && !strncmp(err + pl, ": ", 2)) err += pl + 2;
+    if (!json) {
+        printf("%s\t%s\n", img->path, err);
+        return QF_OK;
+    }
+    fputs("{\"path\": ", stdout);
+    qf_export_json_string(stdout, img->path);      /* file names need not be UTF-8 */
+    fputs(", \"error\": ", stdout);
+    qf_export_json_string(stdout, err);
+    fputs("}\n", stdout);
     return QF_OK;
 }
 
@@ -345,7 +359,7 @@ static int info_recall(const char *db_path, const char *queries, int json) {
 static int info_db(const char *db_path, int json, int failures, int check, int repair) {
     qf_status s;
     if (failures) {
-        s = qf_dbinfo_failures(db_path, print_failure, NULL);
+        s = qf_dbinfo_failures(db_path, print_failure, &json);
         return s ? qf_cli_fail("info", s) : 0;
     }
     if (check || repair) {
@@ -360,12 +374,13 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
     if ((s = qf_dbinfo_get(db_path, &d))) return qf_cli_fail("info", s);
     int64_t total = d.counts[QF_IMAGE_OK] + d.counts[QF_IMAGE_ERROR] + d.counts[QF_IMAGE_PENDING];
     if (json) {
-        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:I, s:I, s:b, s:i}",
+        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:o, s:o, s:b, s:i}",
             "db", db_path, "images", (json_int_t)total, "ok", (json_int_t)d.counts[QF_IMAGE_OK],
             "failed", (json_int_t)d.counts[QF_IMAGE_ERROR], "pending", (json_int_t)d.counts[QF_IMAGE_PENDING],
             "model", d.model_path, "model_fingerprint", d.fingerprint, "factory", d.factory, "pooled", d.pooled,
             "dim", d.dim, "n_query", d.n_query, "index_file", d.index_file, "db_bytes", (json_int_t)d.db_bytes,
-            "index_bytes", (json_int_t)d.faiss_bytes, "index_vectors", (json_int_t)d.faiss_ntotal,
+            "index_bytes", d.faiss_bytes >= 0 ? json_integer(d.faiss_bytes) : json_null(),
+            "index_vectors", d.faiss_ntotal >= 0 ? json_integer(d.faiss_ntotal) : json_null(),
             "index_in_sync", d.faiss_generation == d.generation, "schema_version", d.schema_version);
         if (o) {   /* the factory choice and the tuned search settings (index/ann.h) */
             json_object_set_new(o, "vision_dtype", json_string(d.vision_dtype));
@@ -405,8 +420,16 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
     else if (d.factory[0])
         printf("  search       %s\n", qf_ann_factory_is_exact(d.factory, d.pooled) ? "exact (Flat scans every vector)"
                : "untuned (run `qformer index` again to tune): FAISS defaults, 40 candidates");
-    printf("  vectors      %lld in %s%s\n", (long long)d.faiss_ntotal, d.index_file,
-           d.faiss_generation == d.generation ? "" : " (out of step: the next index run rebuilds it)");
+    /* never "-1": a file not written yet or unreadable says so, and what fixes it */
+    if (d.faiss_bytes < 0)
+        printf("  vectors      none: %s is not written yet%s\n", d.index_file,
+               d.counts[QF_IMAGE_OK] ? " (the next `qformer index` run writes it; search reads the stored "
+                                       "features meanwhile)" : "");
+    else if (d.faiss_ntotal < 0)
+        printf("  vectors      %s is unreadable (the next `qformer index` run rebuilds it)\n", d.index_file);
+    else
+        printf("  vectors      %lld in %s%s\n", (long long)d.faiss_ntotal, d.index_file,
+               d.faiss_generation == d.generation ? "" : " (out of step: the next index run rebuilds it)");
     printf("  on disk      database %s, vector index %s\n", qf_format_bytes((double)d.db_bytes, b1, sizeof b1),
            d.faiss_bytes >= 0 ? qf_format_bytes((double)d.faiss_bytes, b2, sizeof b2) : "none");
     printf("  schema       version %d\n", d.schema_version);
@@ -427,6 +450,7 @@ int qf_cmd_info(int argc, char **argv) {
     const char *queries = NULL;
     int c, failures = 0, check = 0, repair = 0, recall = 0;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
@@ -438,7 +462,7 @@ int qf_cmd_info(int argc, char **argv) {
         case 'R': recall = 1; break;
         case 'Q': queries = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return qf_cli_usage("info", "invalid option");
+        default: return qf_cli_bad_option("info", argc, argv, "h", opts);
         }
     }
     if (optind < argc) return qf_cli_usage("info", "unexpected argument '%s'", argv[optind]);

@@ -13,7 +13,7 @@ _qformer_options() {
     tokenize) echo "--model --format --help --quiet --verbose" ;;
     info) echo "--model --format --db --failures --check --repair --recall --queries --help --quiet --verbose" ;;
     caption) echo "--model --prompt --max-new-tokens --min-new-tokens --num-beams --length-penalty --repetition-penalty --dtype --format --help --quiet --verbose" ;;
-    index) echo "--model --db --factory --max-index-memory --batch --threads --pooled --keep-vision --checkpoint --retry-failed --dtype --store-dtype --quiet --help --verbose" ;;
+    index) echo "--model --db --factory --max-index-memory --batch --threads --pooled --no-pooled --keep-vision --checkpoint --retry-failed --dtype --store-dtype --quiet --help --verbose" ;;
     search) echo "--db -k --rerank --caption --caption-model --caption-dtype --prompt --model --nprobe --candidates --format --out --image --help --quiet --verbose" ;;
     export) echo "--db --out --help --quiet --verbose" ;;
     pull) echo "--revision --dir --endpoint --retries --quiet --help --verbose" ;;

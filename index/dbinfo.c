@@ -161,7 +161,13 @@ qf_status qf_dbinfo_check(const char *db_path, int repair, int64_t *problems, qf
     int64_t per = info.pooled ? 1 : info.n_query, want = (n_ok - missing) * per;
     int stale = info.faiss_generation != info.generation || info.faiss_ntotal != want;
     if (info.faiss_ntotal < 0 && n_ok == 0) stale = 0;
-    if (stale) {
+    if (stale && info.counts[QF_IMAGE_PENDING] > 0 && !repair) {
+        /* an unfinished run (interrupted, killed) is a state, not damage: the
+         * next `qformer index` run embeds the rest and updates the file */
+        say(log, user, "FAISS file %s: %lld vectors, behind the store by an unfinished index run (%lld images "
+            "pending); the next `qformer index` run brings it up to date", info.index_file,
+            (long long)(info.faiss_ntotal > 0 ? info.faiss_ntotal : 0), (long long)info.counts[QF_IMAGE_PENDING]);
+    } else if (stale) {
         (*problems)++;
         say(log, user, "FAISS file %s: %lld vectors, expected %lld (generation %lld, store at %lld)%s",
             info.index_file, (long long)info.faiss_ntotal, (long long)want, (long long)info.faiss_generation,

@@ -226,7 +226,8 @@ qf_status qf_index_run(const qf_index_opts *o, qf_index_report *r) {
     vis = qf_malloc((size_t)(n_vis ? n_vis : 1) * sizeof *vis);
     if (!feats || !vis) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
     if ((s = qf_pipeline_init(o->model_dir, o->keep_vision, o->vit_bf16, n_thr, &w))) goto done;
-    while (qf_pipeline_next_work(ix, o->batch, &work) > 0) {
+    /* *o->stop (ctrl-C, SIGTERM): no more work; finish commits what is done */
+    while (!(o->stop && *o->stop) && qf_pipeline_next_work(ix, o->batch, &work) > 0) {
         if ((s = qf_pipeline_process(w, &work, &res)) ||
             (s = qf_pipeline_consume(ix, &res, q_e, n_vis, feats, vis)))
             goto done;

@@ -31,6 +31,7 @@ struct qf_store {
     sqlite3 *db;
     char    *path;
     int      lock_fd;     /* -1 when the indexer lock is not held */
+    int      lock_made;   /* this open created the lock file (removed if the open fails) */
     int      readonly;
     int      feats_f16;   /* ITC features in image_feats_f16 (meta store_dtype 'f16') */
 };
@@ -106,13 +107,60 @@ static int is_empty(const qf_store *st) {
     return empty;
 }
 
+/* PRAGMA application_id of every qformer database: "QFmr". Files made
+ * before it was set (application_id 0) are recognised by their schema. */
+#define QF_APPLICATION_ID 0x51466D72
+
+static int pragma_int(const qf_store *st, const char *sql, int *v) {
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) { *v = sqlite3_column_int(s, 0); rc = SQLITE_OK; }
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* 1 if the database has the tables of qformer's first schema. */
+static int has_qformer_tables(const qf_store *st) {
+    sqlite3_stmt *s = NULL;
+    int n = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                           "('images', 'meta', 'captions', 'vision_cache', 'image_feats')", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return n == 5;
+}
+
+/* Refuses another program's SQLite file before anything is written to it:
+ * ours carry QF_APPLICATION_ID; an empty file is a new database; a file of
+ * an earlier qformer (no application_id yet) has our schema. *mark: 1 when
+ * the application_id must still be written (a read-write open). */
+static qf_status check_application(qf_store *st, int *mark) {
+    int app = 0, v = 0, r;
+    *mark = 0;
+    if ((r = pragma_int(st, "PRAGMA application_id", &app)) != SQLITE_OK ||
+        (r = user_version(st, &v)) != SQLITE_OK)
+        return db_err(st, r, "reading the database header");
+    if (app == QF_APPLICATION_ID) return QF_OK;
+    if (app == 0 && v == 0 && is_empty(st)) { *mark = 1; return QF_OK; }
+    if (app == 0 && v >= 1 && has_qformer_tables(st)) { *mark = 1; return QF_OK; }
+    return qf_errorf(QF_ERR_FORMAT, "%s is not a qformer database (an SQLite file of another program%s); "
+                     "nothing was changed: give --db a new file name", st->path,
+                     app ? ", by its application_id" : "");
+}
+
 /* ---- indexer lock -------------------------------------------------------------- */
 
 static qf_status take_lock(qf_store *st) {
     char lock_path[4200], info[512], host[256] = "?";
     int n = snprintf(lock_path, sizeof lock_path, "%s.lock", st->path);
     if (n < 0 || (size_t)n >= sizeof lock_path) return qf_errorf(QF_ERR_IO, "%s: path too long", st->path);
-    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) st->lock_made = 1;
+    else if (errno == EEXIST) fd = open(lock_path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return qf_errorf(QF_ERR_IO, "%s: cannot open lock file: %s", lock_path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int err = errno;
@@ -172,12 +220,53 @@ static qf_status migrate(qf_store *st) {
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", qf_schema_version);
     if ((rc = exec(st, sql, "setting the schema version")) != QF_OK) goto fail;
+    snprintf(sql, sizeof sql, "PRAGMA application_id = %d", QF_APPLICATION_ID);
+    if ((rc = exec(st, sql, "marking the database as qformer's")) != QF_OK) goto fail;
     if ((rc = exec(st, "COMMIT", "committing the schema migration")) != QF_OK) goto fail;
     return QF_OK;
 fail:
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
+
+/* 1 when this process may write `path` (an existing file or not) and create
+ * files beside it (the -wal, -shm and lock files). Effective ids: root may
+ * write a chmod-ed folder, `nobody` may not, a read-only mount refuses all. */
+static int can_write(const char *path, int file_too) {
+    char dir[4200];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) != 0) return 0;
+    return !file_too || faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0;
+}
+
+static int file_exists(const char *path, const char *suffix) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s%s", path, suffix);
+    return access(p, F_OK) == 0;
+}
+
+/* "file:///abs/path?immutable=1" with '%', '?' and '#' escaped, or NULL. */
+static char *immutable_uri(const char *path) {
+    char *abs = realpath(path, NULL);
+    if (!abs) return NULL;
+    size_t n = strlen(abs);
+    char *uri = qf_malloc(3 * n + 32);
+    if (uri) {
+        char *o = uri + sprintf(uri, "file://");
+        for (const char *p = abs; *p; p++) {
+            if (*p == '%' || *p == '?' || *p == '#') o += sprintf(o, "%%%02X", (unsigned char)*p);
+            else *o++ = *p;
+        }
+        strcpy(o, "?immutable=1");
+    }
+    free(abs);
+    return uri;
+}
+
+int qf_store_is_readonly(const qf_store *st) { return st->readonly; }
 
 qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
     qf_status rc = QF_OK;
@@ -188,25 +277,53 @@ qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
     if (!st) return qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
     st->lock_fd = -1;
     st->readonly = (flags & QF_STORE_READONLY) != 0;
+    if ((flags & QF_STORE_IF_WRITABLE) && !(flags & QF_STORE_LOCK) && access(path, F_OK) == 0 && !can_write(path, 1))
+        st->readonly = 1;
     if (!(st->path = qf_strdup(path))) { rc = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path); goto fail; }
 
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        rc = qf_errorf(QF_ERR_ARG, "%s is a folder; --db takes the database file, e.g. %s/index.db", path, path);
+        goto fail;
+    }
     if ((flags & QF_STORE_LOCK) && (rc = take_lock(st)) != QF_OK) goto fail;
     if (st->readonly && access(path, R_OK) != 0) {
         rc = qf_errorf(QF_ERR_IO, "%s: cannot open database: %s", path, strerror(errno));
         goto fail;
     }
     int oflags = st->readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    int r = sqlite3_open_v2(path, &st->db, oflags, NULL);
+    /* Read-only in a folder we cannot write: SQLite cannot create the -shm
+     * file a WAL database needs ("attempt to write a readonly database");
+     * without -wal and -shm there is nothing but the file to read. */
+    char *uri = NULL;
+    if (st->readonly && !can_write(path, 0) && !(file_exists(path, "-wal") && file_exists(path, "-shm"))) {
+        if (!(uri = immutable_uri(path))) {
+            rc = qf_errorf(QF_ERR_IO, "%s: cannot open database: %s", path, strerror(errno));
+            goto fail;
+        }
+        oflags |= SQLITE_OPEN_URI;
+    }
+    int r = sqlite3_open_v2(uri ? uri : path, &st->db, oflags, NULL);
+    qf_free(uri);
     if (r != SQLITE_OK) { rc = db_err(st, r, "cannot open database"); goto fail; }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, 5000);
     /* The first statement reads the header: "file is not a database" shows here. */
     if ((rc = exec(st, "PRAGMA foreign_keys = ON", "opening")) != QF_OK) goto fail;
+    int mark = 0;
+    if ((rc = check_application(st, &mark)) != QF_OK) goto fail;
     if (!st->readonly) {
         if ((rc = exec(st, "PRAGMA journal_mode = WAL", "enabling WAL")) != QF_OK) goto fail;
         if ((rc = exec(st, "PRAGMA synchronous = NORMAL", "setting synchronous")) != QF_OK) goto fail;
     }
     if ((rc = migrate(st)) != QF_OK) goto fail;
+    int app = 0;
+    if (mark && !st->readonly && pragma_int(st, "PRAGMA application_id", &app) == SQLITE_OK &&
+        app != QF_APPLICATION_ID) {   /* a file of an earlier qformer, already at our version */
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA application_id = %d", QF_APPLICATION_ID);
+        if ((rc = exec(st, sql, "marking the database as qformer's")) != QF_OK) goto fail;
+    }
     char *dt = NULL;
     if (qf_store_meta_get(st, "store_dtype", &dt) == QF_OK && dt) st->feats_f16 = !strcmp(dt, "f16");
     qf_free(dt);
@@ -214,6 +331,11 @@ qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
     *out = st;
     return QF_OK;
 fail:
+    if (st->lock_made && st->lock_fd >= 0) {   /* a refused --db keeps no stray lock file */
+        char lock_path[4200];
+        snprintf(lock_path, sizeof lock_path, "%s.lock", st->path);
+        unlink(lock_path);
+    }
     qf_store_close(st);
     return rc;
 }

@@ -19,6 +19,8 @@ typedef struct qf_store qf_store;
 enum {
     QF_STORE_READONLY = 1 << 0,  /* open an existing database read-only, no migration */
     QF_STORE_LOCK     = 1 << 1,  /* take the exclusive indexer lock ("<db>.lock") */
+    QF_STORE_IF_WRITABLE = 1 << 2,/* read-write when this process may write the file and
+                                    its folder, else read-only (qf_store_is_readonly) */
 };
 
 /* Opens (creating it unless QF_STORE_READONLY) the database at `path`
@@ -34,6 +36,12 @@ enum {
  * QF_ERR_BUSY, QF_ERR_ARG (READONLY with LOCK). *out: new store the caller
  * owns (qf_store_close), NULL on failure. */
 qf_status qf_store_open(const char *path, unsigned flags, qf_store **out);
+/* Read-only stores open a database this process cannot write (a shared copy,
+ * another user's folder, a read-only mount) without writing anything: in
+ * a folder it cannot write, a WAL database whose -wal/-shm files are absent
+ * is opened immutable (SQLite reads the file alone, no locks), so a writer
+ * elsewhere must not change it meanwhile. */
+int       qf_store_is_readonly(const qf_store *st);
 void      qf_store_close(qf_store *st);            /* NULL ok; releases the lock */
 
 /* Schema version of the open database (PRAGMA user_version). */

@@ -5,8 +5,10 @@
  *
  * Scores (as README.md's `qformer search` states them): itc = max over the image's query vectors (and the
  * query image's, for image queries) of the dot product; with rerank, itm =
- * mean over queries of the ITM match logit, score = itm + itc, and the
- * reranked results come first ordered by score, the rest by itc. */
+ * mean over queries of the ITM match logit, score = itm + itc. The top
+ * max(k, N) are taken by itc, the first N reranked and ordered by score
+ * ahead of the rest (by itc), and the first k printed: N > k gives the best
+ * k of the N (LAVIS: ITC top-k_test, then ITM). */
 #ifndef QF_SEARCH_H
 #define QF_SEARCH_H
 
