@@ -605,6 +605,10 @@ qf_status qf_img_decode_mem(const void *buf, size_t n, const char *name,
     size_t len = 0;
     for (size_t i = 0; i < n && i < 4; i++)
         len += (size_t)snprintf(hex + len, sizeof hex - len, "%s%02x", i ? " " : "", b[i]);
+    const char *ext = strrchr(name, '.');
+    if (ext && !strchr(ext, '/') && ext[1] && strlen(ext) <= 6)
+        return qf_errorf(QF_ERR_FORMAT, "%s: not a %s image, nor any image qformer reads (PNG, JPEG, "
+                         "WebP, GIF, TIFF, BMP, HEIF, AVIF): starts with bytes %s", name, ext + 1, hex);
     return qf_errorf(QF_ERR_FORMAT, "%s: not an image qformer reads (PNG, JPEG, WebP, GIF, TIFF, "
                      "BMP, HEIF, AVIF): starts with bytes %s", name, hex);
 }

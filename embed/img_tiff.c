@@ -34,6 +34,7 @@
 typedef struct {
     const uint8_t *buf;
     toff_t         n, pos;
+    const char    *name;
     char           msg[256];
 } tiff_src;
 
@@ -62,7 +63,12 @@ static void t_unmap(thandle_t h, void *base, toff_t size) { (void)h; (void)base;
 static int t_on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap) {
     (void)tif; (void)module;
     tiff_src *s = user;
-    if (!s->msg[0]) vsnprintf(s->msg, sizeof s->msg, fmt, ap);   /* the first error says most */
+    if (s->msg[0]) return 1;                          /* the first error says most */
+    vsnprintf(s->msg, sizeof s->msg, fmt, ap);
+    /* libtiff often starts with the file name, which the qf error already has */
+    size_t k = strlen(s->name);
+    if (!strncmp(s->msg, s->name, k) && !strncmp(s->msg + k, ": ", 2))
+        memmove(s->msg, s->msg + k + 2, strlen(s->msg + k + 2) + 1);
     return 1;
 }
 static int t_on_warning(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap) {
@@ -302,7 +308,7 @@ static qf_status read_raw(TIFF *tif, const tiff_src *s, const char *name, const 
 
 qf_status qf_img_decode_tiff(const uint8_t *buf, size_t n, const char *name,
                              const qf_img_limits *lim, qf_img *out, int *orientation) {
-    tiff_src s = { buf, n, 0, "" };
+    tiff_src s = { buf, n, 0, name, "" };
     uint8_t *raw = NULL;
     qf_status st = QF_OK;
     TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
