@@ -6,12 +6,11 @@
  * libheif's own RGB output. The EXIF orientation of a HEIF is not applied:
  * the format's transforms carry the orientation (and phones write both,
  * agreeing), as libheif and pillow-heif do. The size (after transforms) is
- * checked against the pixel limit before anything is decoded, and libheif's
- * own limit is set to the same pixel count. */
+ * checked against the pixel limit before anything is decoded (libheif's own
+ * per-side limit is set too). */
 #include "embed/img_codec.h"
 
 #include <libheif/heif.h>
-#include <math.h>
 #include <string.h>
 
 qf_status qf_img_decode_heif(const uint8_t *buf, size_t n, const char *name,
@@ -24,11 +23,14 @@ qf_status qf_img_decode_heif(const uint8_t *buf, size_t n, const char *name,
     qf_status st = QF_OK;
     struct heif_context *ctx = heif_context_alloc();
     if (!ctx) return qf_errorf(QF_ERR_NOMEM, "%s: cannot create a %s decoder", name, fmt);
-    double side = ceil(sqrt((double)lim->max_pixels));
-    heif_context_set_maximum_image_size_limit(ctx, side > 2147483647.0 ? 2147483647 : (int)side);
+    /* libheif's limit is per side (width or height above it is refused):
+     * no side of an image within the pixel limit is longer than the limit. */
+    heif_context_set_maximum_image_size_limit(ctx, lim->max_pixels > 2147483647u ? 2147483647
+                                                   : (int)lim->max_pixels);
     struct heif_error e = heif_context_read_from_memory_without_copy(ctx, buf, n, NULL);
     if (e.code != heif_error_Ok) {
-        st = qf_errorf(e.code == heif_error_Memory_allocation_error ? QF_ERR_NOMEM :
+        st = qf_errorf(e.subcode == heif_suberror_Security_limit_exceeded ? QF_ERR_LIMIT :
+                       e.code == heif_error_Memory_allocation_error ? QF_ERR_NOMEM :
                        e.code == heif_error_Unsupported_feature || e.code == heif_error_Unsupported_filetype
                            ? QF_ERR_UNSUPPORTED : QF_ERR_FORMAT,
                        "%s: corrupt or unsupported %s: %s", name, fmt, e.message);
