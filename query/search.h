@@ -11,7 +11,7 @@
 #define QF_SEARCH_H
 
 #include "embed/common.h"
-#include "query/generate.h"
+#include "embed/generate.h"
 #include "query/report.h"
 
 typedef struct {
