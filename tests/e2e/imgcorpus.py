@@ -112,6 +112,11 @@ put("gif_2colour.gif", save(base.convert("1"), "GIF"))
 put("gif_animated.gif", save(pal, "GIF", save_all=True,
                              append_images=[f.quantize(colors=30) for f in frames[1:]],
                              duration=100, loop=0))
+# indices past a 4-colour table (8-bit LZW codes): Pillow reads its grey ramp there
+short = Image.new("P", (40, 26))
+short.putpalette([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120])
+short.putdata([(7 * i) % 256 for i in range(40 * 26)])
+put("gif_short_palette.gif", save(short, "GIF", optimize=False))
 # the first frame smaller than the screen, at an offset, with transparency:
 # screen 40x26, frame 20x10 at (7, 5); Pillow fills the rest with the
 # transparent index (here 2)
@@ -185,6 +190,7 @@ def bmp32_bitfields(im):
 
 
 put("bmp_4bit.bmp", bmp4(base))
+put("bmp_short_palette.bmp", save(short, "BMP"))
 put("bmp_32bit_bitfields_topdown.bmp", bmp32_bitfields(rgba))
 
 # --- a square image compared pixel for pixel (SIZE x SIZE: resize = copy) -----
