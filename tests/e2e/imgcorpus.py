@@ -84,6 +84,30 @@ for o in range(1, 9):
     put(f"jpeg_o{o}.jpg", save(base, "JPEG", quality=92, exif=exif(o)))
     put(f"png_o{o}.png", save(base, "PNG", exif=exif(o)))
 put("jpeg_grey_o6.JPG", save(base.convert("L"), "JPEG", exif=exif(6)))
+
+
+def chunks(png):
+    pos, out = 8, []
+    while pos < len(png):
+        n = struct.unpack(">I", png[pos:pos + 4])[0]
+        out.append(png[pos:pos + 12 + n])
+        pos += 12 + n
+    return out
+
+
+# eXIf after the image data (Pillow reads it when it loads the image)
+cs = chunks(save(base, "PNG", exif=exif(6)))
+ex = [c for c in cs if c[4:8] == b"eXIf"]
+rest = [c for c in cs if c[4:8] != b"eXIf"]
+put("png_exif_after_idat.png", b"\x89PNG\r\n\x1a\n" + b"".join(rest[:-1]) + ex[0] + rest[-1])
+# two Exif APP1 segments (6, then 3): Pillow keeps the first
+j = save(base, "JPEG", quality=90, exif=exif(6))
+app = exif(3).tobytes()
+p = 2
+while j[p + 1] != 0xE1:
+    p += 2 + struct.unpack(">H", j[p + 2:p + 4])[0]
+p += 2 + struct.unpack(">H", j[p + 2:p + 4])[0]
+put("jpeg_two_exif.jpg", j[:p] + b"\xff\xe1" + struct.pack(">H", len(app) + 2) + app + j[p:])
 put("jpeg_cmyk_o8.jpeg", save(base.convert("CMYK"), "JPEG", exif=exif(8)))
 
 # --- WebP: lossy, lossless, alpha, animated; orientations ---------------------
