@@ -1,5 +1,5 @@
 /* cmd_caption.c - `qformer caption`: captions (or answers a prompt about)
- * each image with a BLIP-2 OPT checkpoint. */
+ * each image with a BLIP-2 OPT or Flan-T5 checkpoint. */
 #include "cli.h"
 
 #include "embed/hub.h"
@@ -17,10 +17,12 @@ static const char usage_text[] =
     "                       [--num-beams K] [--length-penalty F] [--repetition-penalty F]\n"
     "                       [--dtype f32|bf16|int8] [--format text|json] IMAGE...\n"
     "\n"
-    "Captions each IMAGE with a BLIP-2 captioning checkpoint (Salesforce/blip2-opt-* layout).\n"
+    "Captions each IMAGE with a BLIP-2 captioning checkpoint (Salesforce/blip2-opt-* or\n"
+    "blip2-flan-t5-* layout; config.json's text_config.model_type tells them apart).\n"
     "Defaults follow the checkpoint's generation_config.json (else those of HF generate):\n"
     "greedy unless --num-beams > 1.\n"
-    "A prompt such as \"Question: what is in the picture? Answer:\" turns it into visual QA.\n"
+    "A prompt such as \"Question: what is in the picture? Answer:\" turns it into visual QA\n"
+    "(the Flan-T5 checkpoints follow such instructions best).\n"
     "\n"
     "  --model DIR               captioning checkpoint (folder or cached ORG/NAME)\n"
     "  --prompt STR              text the caption continues (default: none)\n"
@@ -36,26 +38,12 @@ static const char usage_text[] =
     "\n"
     "--format json prints one object per image per line:\n"
     "  {\"image\": PATH, \"ids\": [new token ids, EOS included], \"text\": \"decoded caption\"}\n"
+    "(Flan-T5: the decoder start token is not among the ids)\n"
     "\n"
     "examples:\n"
     "  qformer caption --model blip2-opt-2.7b photo.jpg\n"
-    "  qformer caption --model blip2-opt-2.7b --num-beams 3 --prompt 'Question: what color is the car? Answer:' car.jpg\n";
-
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == 0 || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
-static int parse_float(const char *s, float *out) {
-    char *end;
-    float v = strtof(s, &end);
-    if (*s == 0 || *end) return 0;
-    *out = v;
-    return 1;
-}
+    "  qformer caption --model blip2-opt-2.7b --num-beams 3 --prompt 'Question: what color is the car? Answer:' car.jpg\n"
+    "  qformer caption --model blip2-flan-t5-xl --prompt 'Question: how many dogs are there? Answer:' dogs.jpg\n";
 
 int qf_cmd_caption(int argc, char **argv) {
     static const struct option opts[] = {
@@ -76,11 +64,11 @@ int qf_cmd_caption(int argc, char **argv) {
         switch (c) {
         case 'm': model_dir = optarg; break;
         case 'p': prompt = optarg; break;
-        case 'n': if (!parse_int(optarg, 1, 4096, &max_new)) return qf_cli_usage("caption", "--max-new-tokens: '%s' is not an integer in 1..4096", optarg); break;
-        case 'N': if (!parse_int(optarg, 0, 4096, &min_new)) return qf_cli_usage("caption", "--min-new-tokens: '%s' is not an integer in 0..4096", optarg); break;
-        case 'b': if (!parse_int(optarg, 1, 64, &beams)) return qf_cli_usage("caption", "--num-beams: '%s' is not an integer in 1..64", optarg); break;
-        case 'l': if (!parse_float(optarg, &lp)) return qf_cli_usage("caption", "--length-penalty: '%s' is not a number", optarg); have_lp = 1; break;
-        case 'r': if (!parse_float(optarg, &rp) || rp <= 0) return qf_cli_usage("caption", "--repetition-penalty: '%s' is not a positive number", optarg); have_rp = 1; break;
+        case 'n': if (!qf_cli_int(optarg, 1, 4096, &max_new)) return qf_cli_usage("caption", "--max-new-tokens: '%s' is not an integer in 1..4096", optarg); break;
+        case 'N': if (!qf_cli_int(optarg, 0, 4096, &min_new)) return qf_cli_usage("caption", "--min-new-tokens: '%s' is not an integer in 0..4096", optarg); break;
+        case 'b': if (!qf_cli_int(optarg, 1, 64, &beams)) return qf_cli_usage("caption", "--num-beams: '%s' is not an integer in 1..64", optarg); break;
+        case 'l': if (!qf_cli_float(optarg, &lp)) return qf_cli_usage("caption", "--length-penalty: '%s' is not a number", optarg); have_lp = 1; break;
+        case 'r': if (!qf_cli_float(optarg, &rp) || rp <= 0) return qf_cli_usage("caption", "--repetition-penalty: '%s' is not a positive number", optarg); have_rp = 1; break;
         case 'f': format = optarg; break;
         case 'd': if (qf_opt_weights_parse(optarg, &wt)) return qf_cli_usage("caption", "--dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'h': fputs(usage_text, stdout); return 0;

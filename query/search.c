@@ -129,8 +129,8 @@ static qf_status open_index(search_ctx *x, qf_search_result *out) {
     if (strcmp(qf_blip2_fingerprint(x->m), x->fp))
         return qf_errorf(QF_ERR_ARG, "%s: the index was built with another model (fingerprint %.16s, %s), not %s",
                          o->db_path, x->fp, x->model_path, x->mdir);
-    if ((s = qf_blip2_state_init(x->m, &x->bs))) return s;
-    return qf_img_preproc_load(x->mdir, &x->pp);
+    if ((s = qf_blip2_state_init(x->m, &x->bs)) || (s = qf_img_preproc_load(x->mdir, &x->pp))) return s;
+    return qf_img_preproc_check(&x->pp, qf_blip2_image_size(x->m), x->mdir);
 }
 
 /* Stage 2: the query vectors: one text feature, or an image's n_query. */

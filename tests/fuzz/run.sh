@@ -38,6 +38,7 @@ heif       32768  image  256
 exif       4096   image  256
 wordpiece  512    text   256
 bpe_encode 1024   text   256
+spm_encode 1024   text   256
 bpe_decode 1024   -      256
 bert_load  16384  json   2048
 bpe_load   16384  json   2048"
