@@ -11,8 +11,8 @@
  *            the masks of a 40-byte BITFIELDS header); its length is the
  *            header's colour count or 2^bits; indices past it read Pillow's
  *            grey ramp (i, i, i), as for GIF;
- *   24 bits: BGR; 32 bits: BGRX, or BITFIELDS / ALPHABITFIELDS with the
- *            byte-aligned masks Pillow accepts (alpha dropped);
+ *   24 bits: BGR; 32 bits: BGRX, or BITFIELDS with the byte-aligned mask
+ *            layouts Pillow accepts (alpha dropped);
  *   rows: 4-byte aligned, starting at the file header's pixel-data offset.
  * 16-bit and RLE-compressed files are refused: Pillow reads some of them,
  * qformer does not yet. */
@@ -23,14 +23,6 @@
 static uint32_t le16(const uint8_t *p) { return (uint32_t)(p[0] | p[1] << 8); }
 static uint32_t le32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-/* Byte of a little-endian 32-bit pixel a mask selects: 0..3, or -1 when the
- * mask is not one whole byte. */
-static int mask_byte(uint32_t m) {
-    for (int k = 0; k < 4; k++)
-        if (m == (uint32_t)0xff << (8 * k)) return k;
-    return -1;
 }
 
 qf_status qf_img_decode_bmp(const uint8_t *b, size_t n, const char *name,
@@ -66,32 +58,46 @@ qf_status qf_img_decode_bmp(const uint8_t *b, size_t n, const char *name,
     if (comp == 1 || comp == 2)
         return qf_errorf(QF_ERR_UNSUPPORTED, "%s: RLE%d-compressed BMP is not supported", name,
                          comp == 1 ? 8 : 4);
-    if (comp != 0 && comp != 3 && comp != 6)
+    if (comp != 0 && comp != 3)
         return qf_errorf(QF_ERR_UNSUPPORTED, "%s: BMP compression %u is not supported "
-                         "(JPEG/PNG in BMP or unknown)", name, comp);
+                         "(JPEG/PNG in BMP, ALPHABITFIELDS or unknown)", name, comp);
     int bpos[3] = { 2, 1, 0 };                /* byte of R, G, B in a pixel (BGR...) */
     if (bits == 32 || bits == 24) {
-        if (comp == 3 || comp == 6) {
-            uint32_t m[4];
-            if (hsize >= 52) {
+        if (comp == 3) {
+            /* Pillow: four masks from a header of 56 bytes or more, else
+             * three read after the header (alpha mask 0) -- also for the
+             * 52-byte header, whose own masks Pillow does not use (fuzz:
+             * tests/fuzz/regress/bmp/v2_header_masks_past_end read them
+             * past the end of the buffer). Only Pillow's layouts. */
+            uint32_t m[4] = { 0, 0, 0, 0 };
+            if (hsize >= 56) {
                 for (int k = 0; k < 4; k++) m[k] = le32(h + 40 + 4 * k);
             } else {
                 if (n - pos < 12)
                     return qf_errorf(QF_ERR_FORMAT, "%s: truncated BMP (the file ends inside its "
                                      "colour masks)", name);
                 for (int k = 0; k < 3; k++) m[k] = le32(b + pos + 4 * k);
-                m[3] = 0;
             }
-            int r = mask_byte(m[0]), g = mask_byte(m[1]), bl = mask_byte(m[2]);
-            int ok = m[0] == 0 && m[1] == 0 && m[2] == 0 && m[3] == 0;   /* Pillow: BGRA */
-            if (!ok && r >= 0 && g >= 0 && bl >= 0 && r != g && g != bl && r != bl &&
-                (m[3] == 0 || mask_byte(m[3]) >= 0) && (bits == 32 || (r < 3 && g < 3 && bl < 3))) {
-                bpos[0] = r; bpos[1] = g; bpos[2] = bl;
-                ok = 1;
-            }
+            static const struct { uint32_t bits, m[4]; int pos[3]; } layouts[] = {
+                { 32, { 0xFF0000, 0xFF00, 0xFF, 0 },                 { 2, 1, 0 } },   /* BGRX */
+                { 32, { 0xFF000000, 0xFF0000, 0xFF00, 0 },           { 3, 2, 1 } },   /* XBGR */
+                { 32, { 0xFF000000, 0xFF0000, 0xFF00, 0xFF },        { 3, 2, 1 } },   /* ABGR */
+                { 32, { 0xFF, 0xFF00, 0xFF0000, 0xFF000000 },        { 0, 1, 2 } },   /* RGBA */
+                { 32, { 0xFF0000, 0xFF00, 0xFF, 0xFF000000 },        { 2, 1, 0 } },   /* BGRA */
+                { 32, { 0, 0, 0, 0 },                                { 2, 1, 0 } },   /* BGRA */
+                { 24, { 0xFF0000, 0xFF00, 0xFF, 0 },                 { 2, 1, 0 } },   /* BGR  */
+            };
+            int ok = 0;
+            for (size_t i = 0; i < sizeof layouts / sizeof *layouts && !ok; i++)
+                if (layouts[i].bits == bits && layouts[i].m[0] == m[0] && layouts[i].m[1] == m[1] &&
+                    layouts[i].m[2] == m[2] && (bits == 24 || layouts[i].m[3] == m[3])) {
+                    memcpy(bpos, layouts[i].pos, sizeof bpos);
+                    ok = 1;
+                }
             if (!ok)
                 return qf_errorf(QF_ERR_UNSUPPORTED, "%s: %u-bit BMP with colour masks "
-                                 "%08x %08x %08x is not supported", name, bits, m[0], m[1], m[2]);
+                                 "%08x %08x %08x %08x is not supported", name, bits, m[0], m[1],
+                                 m[2], m[3]);
         }
     } else if (bits == 1 || bits == 4 || bits == 8) {
         if (comp != 0)
