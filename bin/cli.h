@@ -21,6 +21,14 @@ int qf_cmd_bench(int argc, char **argv);
 
 /* Prints "qformer CMD: <qf_last_error()>" to stderr and returns exit code 1. */
 int qf_cli_fail(const char *cmd, qf_status s);
+/* After getopt_long returned '?' (with opterr = 0): one usage line naming
+ * the problem: an unknown option with the nearest known one ("unknown option
+ * '--modle'; did you mean '--model'?"), a missing value, an ambiguous
+ * prefix, or a TEXT that starts with '-' (the hint to put it after --).
+ * Returns exit code 2. */
+struct option;
+int qf_cli_bad_option(const char *cmd, int argc, char **argv, const char *shortopts,
+                      const struct option *opts);
 /* Prints "qformer CMD: message" (usage error) and returns exit code 2. */
 int qf_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -542,6 +542,7 @@ int qf_cmd_bench(int argc, char **argv) {
     const char *only = NULL, *format = "text", *dtype = "auto";
     int threads = (int)sysconf(_SC_NPROCESSORS_ONLN), repeat = 3, n_decode = 16, c;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 't': if (!qf_cli_int(optarg, 1, 1024, &threads)) return qf_cli_usage("bench", "--threads: '%s' is not an integer in 1..1024", optarg); break;
@@ -551,7 +552,7 @@ int qf_cmd_bench(int argc, char **argv) {
         case 'o': only = optarg; break;
         case 'f': format = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return 2;
+        default: return qf_cli_bad_option("bench", argc, argv, "h", opts);
         }
     }
     if (optind < argc) return qf_cli_usage("bench", "unexpected argument '%s'", argv[optind]);

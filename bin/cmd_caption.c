@@ -6,6 +6,7 @@
 #include "index/export.h"
 #include "embed/caption.h"
 
+#include <ctype.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -60,6 +61,7 @@ int qf_cmd_caption(int argc, char **argv) {
     float lp = 0, rp = 0;
     int have_lp = 0, have_rp = 0;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
@@ -72,7 +74,7 @@ int qf_cmd_caption(int argc, char **argv) {
         case 'f': format = optarg; break;
         case 'd': if (qf_opt_weights_parse(optarg, &wt)) return qf_cli_usage("caption", "--dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return 2;
+        default: return qf_cli_bad_option("caption", argc, argv, "h", opts);
         }
     }
     if (!model_dir) return qf_cli_usage("caption", "--model is required");
@@ -109,7 +111,12 @@ int qf_cmd_caption(int argc, char **argv) {
             /* "image" is written apart: jansson refuses a file name that is
              * not UTF-8 (b"caf\xe9.jpg"), which failed the image; such bytes
              * are written as "\udcXX" (qf_export_json_string) */
-            json_t *o = json_pack("{s:o, s:s}", "ids", ids, "text", out.text);
+            /* text as users print it: stripped (HF's examples: .strip()); ids untouched */
+            const char *t = out.text;
+            while (*t && isspace((unsigned char)*t)) t++;
+            size_t tn = strlen(t);
+            while (tn && isspace((unsigned char)t[tn - 1])) tn--;
+            json_t *o = json_pack("{s:o, s:s#}", "ids", ids, "text", t, tn);
             json_t *img = json_string(argv[i]);
             char *line = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
             char *img_js = img ? json_dumps(img, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;

@@ -58,6 +58,7 @@ int qf_cmd_embed(int argc, char **argv) {
     int n_img = 0, n_txt = 0, do_itm = 0, inter = 0, bf16 = 0, c, rc = 1;
     if (!images || !texts) { fprintf(stderr, "qformer embed: out of memory\n"); return 1; }
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
@@ -74,7 +75,7 @@ int qf_cmd_embed(int argc, char **argv) {
             bf16 = !strcmp(optarg, "bf16");
             break;
         case 'h': fputs(usage_text, stdout); free(images); free(texts); return 0;
-        default: free(images); free(texts); return 2;
+        default: free(images); free(texts); return qf_cli_bad_option("embed", argc, argv, "h", opts);
         }
     }
     if (optind < argc) {
@@ -82,7 +83,12 @@ int qf_cmd_embed(int argc, char **argv) {
         free(images); free(texts); return rc;
     }
     if (!model_dir || !out_path) {
-        rc = qf_cli_usage("embed", "--model and --out are required");
+        rc = qf_cli_usage("embed", "%s is required", !model_dir && !out_path ? "--model and --out are" :
+                          !model_dir ? "--model" : "--out");
+        free(images); free(texts); return rc;
+    }
+    if (!n_img && !n_txt) {
+        rc = qf_cli_usage("embed", "nothing to embed: give --image PATH and/or --text STR");
         free(images); free(texts); return rc;
     }
     char model_buf[QF_HUB_PATH_MAX];   /* --model: a folder or a cached ORG/NAME */

@@ -26,15 +26,16 @@ int qf_cmd_export(int argc, char **argv) {
     const char *db = NULL, *out = NULL;
     int c;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': db = optarg; break;
         case 'o': out = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return 2;
+        default: return qf_cli_bad_option("export", argc, argv, "h", opts);
         }
     }
-    if (!db || !out) return qf_cli_usage("export", "--db and --out are required");
+    if (!db || !out) return qf_cli_usage("export", "%s required", !db && !out ? "--db and --out are" : !db ? "--db is" : "--out is");
     if (optind < argc) return qf_cli_usage("export", "unexpected argument '%s'", argv[optind]);
     qf_export_report r;
     qf_status s = qf_export_run(db, out, &r);

@@ -16,6 +16,9 @@
 #include "embed/opt.h"
 
 #include "index/dbinfo.h"
+#include "index/ann.h"
+#include "index/export.h"
+#include "query/recall.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -28,6 +31,7 @@
 static const char usage_text[] =
     "usage: qformer info --model DIR [--format text|json]\n"
     "       qformer info --db FILE.db [--format text|json] [--failures] [--check] [--repair]\n"
+    "       qformer info --db FILE.db --recall [--queries FILE] [--format text|json]\n"
     "\n"
     "--model DIR: loads the checkpoint (every tensor's presence, dtype and shape\n"
     "is checked, so a broken checkpoint exits 1 naming the tensor) and prints the\n"
@@ -38,12 +42,16 @@ static const char usage_text[] =
     "index type, sizes on disk. --failures lists each bad file with its error;\n"
     "--check verifies the database and that the vector index holds exactly the\n"
     "indexed images (exit 1 on a problem); --repair re-queues what is missing so\n"
-    "the next `qformer index` run completes it.\n"
+    "the next `qformer index` run completes it. --recall measures recall@10 of the\n"
+    "index at its search settings against an exact scan of the stored features, and\n"
+    "the search latency (p50/p95, text encoder excluded), on the texts of --queries\n"
+    "FILE (one per line) or on 100 probe vectors drawn from the stored features.\n"
     "\n"
     "examples:\n"
     "  qformer info --model blip2-itm-vit-g\n"
     "  qformer info --model blip2-opt-2.7b --format json\n"
-    "  qformer info --db photos.db --check\n";
+    "  qformer info --db photos.db --check\n"
+    "  qformer info --db photos.db --recall --queries queries.txt\n";
 
 /* ---- parameter accounting ------------------------------------------------ */
 
@@ -300,9 +308,22 @@ static int info_model(const char *dir, int json) {
 
 /* ---- info --db ---------------------------------------------------------- */
 
+/* One bad file: "PATH<TAB>error" (text) or {"path": P, "error": E} per line
+ * (json). The stored error starts with the path; it is not repeated. */
 static qf_status print_failure(const qf_store_image *img, void *user) {
-    (void)user;
-    printf("%s\t%s\n", img->path, img->error ? img->error : "");
+    int json = *(const int *)user;
+    const char *err = img->error ? img->error : "";
+    size_t pl = strlen(img->path);
+    if (!strncmp(err, img->path, pl) && !strncmp(err + pl, ": ", 2)) err += pl + 2;
+    if (!json) {
+        printf("%s\t%s\n", img->path, err);
+        return QF_OK;
+    }
+    fputs("{\"path\": ", stdout);
+    qf_export_json_string(stdout, img->path);      /* file names need not be UTF-8 */
+    fputs(", \"error\": ", stdout);
+    qf_export_json_string(stdout, err);
+    fputs("}\n", stdout);
     return QF_OK;
 }
 
@@ -311,10 +332,34 @@ static void print_line(const char *line, void *user) {
     printf("%s\n", line);
 }
 
+static int info_recall(const char *db_path, const char *queries, int json) {
+    qf_recall_opts o = { .db_path = db_path, .queries_file = queries, .k = 10 };
+    qf_recall_result r;
+    qf_status s = qf_recall_run(&o, &r);
+    if (s) return qf_cli_fail("info", s);
+    char how[96];
+    if (r.exact) snprintf(how, sizeof how, "exact index");
+    else snprintf(how, sizeof how, "nprobe %d, %d candidates rescored exactly", r.nprobe, r.candidates);
+    if (json) {
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:b, s:i, s:i}", "db", db_path,
+                              "source", r.source, "queries", r.n_queries, "k", r.k, "recall", r.recall,
+                              "search_ms_p50", r.p50_ms, "search_ms_p95", r.p95_ms, "exact", r.exact,
+                              "nprobe", r.nprobe, "candidates", r.candidates);
+        char *txt = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+        if (txt) puts(txt);
+        free(txt);
+        json_decref(j);
+        return txt ? 0 : qf_cli_fail("info", qf_errorf(QF_ERR_FORMAT, "%s: cannot encode as JSON", db_path));
+    }
+    printf("recall@%d %.4f on %d %s (%s); search p50 %.2f ms, p95 %.2f ms (text encoder excluded)\n", r.k,
+           r.recall, r.n_queries, r.source, how, r.p50_ms, r.p95_ms);
+    return 0;
+}
+
 static int info_db(const char *db_path, int json, int failures, int check, int repair) {
     qf_status s;
     if (failures) {
-        s = qf_dbinfo_failures(db_path, print_failure, NULL);
+        s = qf_dbinfo_failures(db_path, print_failure, &json);
         return s ? qf_cli_fail("info", s) : 0;
     }
     if (check || repair) {
@@ -329,13 +374,26 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
     if ((s = qf_dbinfo_get(db_path, &d))) return qf_cli_fail("info", s);
     int64_t total = d.counts[QF_IMAGE_OK] + d.counts[QF_IMAGE_ERROR] + d.counts[QF_IMAGE_PENDING];
     if (json) {
-        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:I, s:I, s:b, s:i}",
+        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:o, s:o, s:b, s:i}",
             "db", db_path, "images", (json_int_t)total, "ok", (json_int_t)d.counts[QF_IMAGE_OK],
             "failed", (json_int_t)d.counts[QF_IMAGE_ERROR], "pending", (json_int_t)d.counts[QF_IMAGE_PENDING],
             "model", d.model_path, "model_fingerprint", d.fingerprint, "factory", d.factory, "pooled", d.pooled,
             "dim", d.dim, "n_query", d.n_query, "index_file", d.index_file, "db_bytes", (json_int_t)d.db_bytes,
-            "index_bytes", (json_int_t)d.faiss_bytes, "index_vectors", (json_int_t)d.faiss_ntotal,
+            "index_bytes", d.faiss_bytes >= 0 ? json_integer(d.faiss_bytes) : json_null(),
+            "index_vectors", d.faiss_ntotal >= 0 ? json_integer(d.faiss_ntotal) : json_null(),
             "index_in_sync", d.faiss_generation == d.generation, "schema_version", d.schema_version);
+        if (o) {   /* the factory choice and the tuned search settings (index/ann.h) */
+            json_object_set_new(o, "vision_dtype", json_string(d.vision_dtype));
+            json_object_set_new(o, "store_dtype", json_string(d.store_dtype));
+            json_object_set_new(o, "factory_request", json_string(d.factory_request));
+            json_object_set_new(o, "factory_reason", d.factory_reason[0] ? json_string(d.factory_reason) : json_null());
+            json_object_set_new(o, "search", json_pack("{s:b, s:i, s:i, s:o, s:i, s:I, s:f}",
+                "exact", qf_ann_factory_is_exact(d.factory, d.pooled), "nprobe", d.search_nprobe,
+                "candidates", d.search_candidates,
+                "tuned_recall", d.tune_recall >= 0 ? json_real(d.tune_recall) : json_null(),
+                "tuned_probes", d.tune_probes, "tuned_images", (json_int_t)d.tune_images,
+                "tune_target", d.tune_target));
+        }
         char *txt = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
         if (txt) puts(txt);
         free(txt);
@@ -347,10 +405,31 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
     printf("  images       %lld: %lld indexed, %lld failed, %lld pending\n", (long long)total,
            (long long)d.counts[QF_IMAGE_OK], (long long)d.counts[QF_IMAGE_ERROR], (long long)d.counts[QF_IMAGE_PENDING]);
     printf("  model        %s\n  fingerprint  %s\n", d.model_path, d.fingerprint);
+    printf("  features     %s in SQLite%s\n", d.store_dtype,
+           strcmp(d.store_dtype, "f16") ? " (exact rescoring)" : " (rescoring within ~1e-3 of f32)");
+    printf("  ViT dtype    %s%s\n", d.vision_dtype, strcmp(d.vision_dtype, "bf16") ? "" : " (index --dtype bf16; every run must say so)");
     printf("  index type   %s, %s, %d x %d-dim vectors per image\n", d.factory,
            d.pooled ? "pooled (approximate)" : "exact multi-vector", d.pooled ? 1 : d.n_query, d.dim);
-    printf("  vectors      %lld in %s%s\n", (long long)d.faiss_ntotal, d.index_file,
-           d.faiss_generation == d.generation ? "" : " (out of step: the next index run rebuilds it)");
+    if (d.factory_request[0] && !strcmp(d.factory_request, "auto"))
+        printf("  chosen by    --factory auto: %s\n", d.factory_reason[0] ? d.factory_reason : "(not yet: no images)");
+    if (d.search_candidates > 0)
+        printf("  search       nprobe %d, %d candidates rescored exactly: recall@%d %.3f on %d probe queries "
+               "at %lld images (target %.2f)%s\n", d.search_nprobe, d.search_candidates, d.tune_k, d.tune_recall,
+               d.tune_probes, (long long)d.tune_images, d.tune_target,
+               d.tune_recall >= 0 && d.tune_recall < d.tune_target ? ": BELOW target, use a finer --factory" : "");
+    else if (d.factory[0])
+        printf("  search       %s\n", qf_ann_factory_is_exact(d.factory, d.pooled) ? "exact (Flat scans every vector)"
+               : "untuned (run `qformer index` again to tune): FAISS defaults, 40 candidates");
+    /* never "-1": a file not written yet or unreadable says so, and what fixes it */
+    if (d.faiss_bytes < 0)
+        printf("  vectors      none: %s is not written yet%s\n", d.index_file,
+               d.counts[QF_IMAGE_OK] ? " (the next `qformer index` run writes it; search reads the stored "
+                                       "features meanwhile)" : "");
+    else if (d.faiss_ntotal < 0)
+        printf("  vectors      %s is unreadable (the next `qformer index` run rebuilds it)\n", d.index_file);
+    else
+        printf("  vectors      %lld in %s%s\n", (long long)d.faiss_ntotal, d.index_file,
+               d.faiss_generation == d.generation ? "" : " (out of step: the next index run rebuilds it)");
     printf("  on disk      database %s, vector index %s\n", qf_format_bytes((double)d.db_bytes, b1, sizeof b1),
            d.faiss_bytes >= 0 ? qf_format_bytes((double)d.faiss_bytes, b2, sizeof b2) : "none");
     printf("  schema       version %d\n", d.schema_version);
@@ -364,11 +443,14 @@ int qf_cmd_info(int argc, char **argv) {
         { "model", required_argument, 0, 'm' }, { "db", required_argument, 0, 'd' },
         { "format", required_argument, 0, 'f' }, { "help", no_argument, 0, 'h' },
         { "failures", no_argument, 0, 'F' }, { "check", no_argument, 0, 'c' },
-        { "repair", no_argument, 0, 'r' }, { 0, 0, 0, 0 },
+        { "repair", no_argument, 0, 'r' }, { "recall", no_argument, 0, 'R' },
+        { "queries", required_argument, 0, 'Q' }, { 0, 0, 0, 0 },
     };
     const char *model_dir = NULL, *db = NULL, *format = "text";
-    int c, failures = 0, check = 0, repair = 0;
+    const char *queries = NULL;
+    int c, failures = 0, check = 0, repair = 0, recall = 0;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
@@ -377,8 +459,10 @@ int qf_cmd_info(int argc, char **argv) {
         case 'F': failures = 1; break;
         case 'c': check = 1; break;
         case 'r': repair = 1; break;
+        case 'R': recall = 1; break;
+        case 'Q': queries = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return qf_cli_usage("info", "invalid option");
+        default: return qf_cli_bad_option("info", argc, argv, "h", opts);
         }
     }
     if (optind < argc) return qf_cli_usage("info", "unexpected argument '%s'", argv[optind]);
@@ -390,5 +474,8 @@ int qf_cmd_info(int argc, char **argv) {
     qf_status hs = model_dir ? qf_hub_resolve_model(model_dir, model_buf, sizeof model_buf) : QF_OK;
     if (hs) return qf_cli_fail("info", hs);
     if (model_dir) model_dir = model_buf;
+    if ((recall || queries) && !db) return qf_cli_usage("info", "--recall needs --db FILE.db");
+    if (queries && !recall) return qf_cli_usage("info", "--queries goes with --recall");
+    if (recall) return info_recall(db, queries, json);
     return db ? info_db(db, json, failures, check, repair) : info_model(model_dir, json);
 }

@@ -163,6 +163,7 @@ int qf_cmd_pull(int argc, char **argv) {
     view v = { .tty = isatty(STDERR_FILENO) };
     int c;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "hq", opts, NULL)) != -1) {
         switch (c) {
         case 'r': opt.revision = optarg; break;
@@ -174,7 +175,7 @@ int qf_cmd_pull(int argc, char **argv) {
             break;
         case 'q': v.quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return qf_cli_usage("pull", "invalid option");
+        default: return qf_cli_bad_option("pull", argc, argv, "hq", opts);
         }
     }
     if (optind >= argc) return qf_cli_usage("pull", "no REPO_ID given (e.g. Salesforce/blip2-itm-vit-g)");

@@ -1,8 +1,10 @@
 /* cmd_search.c - `qformer search`: text or image query against an index. */
 #include "cli.h"
 
+#include "embed/hub.h"
 #include "query/search.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,14 +13,15 @@
 static const char usage_text[] =
     "usage: qformer search --db FILE.db [-k N] [--rerank N] [--caption N] [--caption-model DIR]\n"
     "                      [--caption-dtype f32|bf16|int8]\n"
-    "                      [--prompt STR] [--model DIR] [--nprobe N]\n"
+    "                      [--prompt STR] [--model DIR] [--nprobe N] [--candidates N]\n"
     "                      [--format table|json|html] [--out FILE] (TEXT | --image PATH)\n"
     "\n"
     "Finds the images of an index that best match TEXT (or the image PATH) by the exact\n"
     "BLIP-2 ITC score (max over the query vectors of an image).\n"
     "  -k N              results (default 10)\n"
-    "  --rerank N        rescore the top N with the ITM head: itm = match logit (mean over\n"
-    "                    queries), score = itm + itc; reranked results come first\n"
+    "  --rerank N        take the top N by ITC and rescore them with the ITM head: itm =\n"
+    "                    match logit (mean over queries), score = itm + itc; the best k by\n"
+    "                    score are printed (N may exceed k; N < k: the rest follow by itc)\n"
     "  --caption N       caption the first N results with --caption-model (a BLIP-2 OPT\n"
     "                    checkpoint); captions are cached in the index database\n"
     "  --prompt STR      caption prompt (e.g. 'a photo of')\n"
@@ -27,8 +30,12 @@ static const char usage_text[] =
     "  --image PATH      search by this image instead of a TEXT\n"
     "  --format F        table (default), json, or html (a self-contained gallery)\n"
     "  --out FILE        write there instead of standard output\n"
-    "  --model DIR       retrieval checkpoint (default: the one the index was built with)\n"
-    "  --nprobe N        IVF cells to visit (IVF factories; FAISS default 1)\n"
+    "  --model DIR       retrieval checkpoint, a folder or a cached ORG/NAME (default: the\n"
+    "                    one the index was built with)\n"
+    "  --nprobe N        IVF cells to visit (IVF factories; default: the value tuned at\n"
+    "                    index time, see `qformer info --db`)\n"
+    "  --candidates N    images the approximate index proposes for exact rescoring\n"
+    "                    (default: tuned at index time; more = higher recall, slower)\n"
     "\n"
     "JSON: {\"query\": TEXT, \"results\": [{\"rank\", \"id\", \"path\", \"itc\", \"itm\", \"score\", \"caption\"}]}\n"
     "\n"
@@ -46,13 +53,14 @@ int qf_cmd_search(int argc, char **argv) {
         { "prompt", required_argument, 0, 'p' }, { "model", required_argument, 0, 'm' },
         { "nprobe", required_argument, 0, 'n' }, { "format", required_argument, 0, 'f' },
         { "out", required_argument, 0, 'o' }, { "image", required_argument, 0, 'i' },
-        { "caption-dtype", required_argument, 0, 'D' },
+        { "caption-dtype", required_argument, 0, 'D' }, { "candidates", required_argument, 0, 'N' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     qf_search_opts o = { .k = 10 };
     const char *format = "table", *out_path = NULL;
-    int c;
+    int c, caption_dtype_set = 0;
     optind = 1;
+    opterr = 0;       /* qf_cli_bad_option says what is wrong */
     while ((c = getopt_long(argc, argv, "hk:", opts, NULL)) != -1) {
         switch (c) {
         case 'd': o.db_path = optarg; break;
@@ -60,34 +68,51 @@ int qf_cmd_search(int argc, char **argv) {
         case 'r': if (!qf_cli_int(optarg, 0, 1 << 20, &o.rerank)) return qf_cli_usage("search", "--rerank: '%s' is not an integer", optarg); break;
         case 'c': if (!qf_cli_int(optarg, 0, 1 << 20, &o.caption)) return qf_cli_usage("search", "--caption: '%s' is not an integer", optarg); break;
         case 'C': o.caption_model = optarg; break;
-        case 'D': if (qf_opt_weights_parse(optarg, &o.caption_dtype)) return qf_cli_usage("search", "--caption-dtype must be f32, bf16 or int8, not '%s'", optarg); break;
+        case 'D': caption_dtype_set = 1; if (qf_opt_weights_parse(optarg, &o.caption_dtype)) return qf_cli_usage("search", "--caption-dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'p': o.prompt = optarg; break;
         case 'm': o.model_dir = optarg; break;
         case 'n': if (!qf_cli_int(optarg, 0, 1 << 20, &o.nprobe)) return qf_cli_usage("search", "--nprobe: '%s' is not an integer", optarg); break;
+        case 'N': if (!qf_cli_int(optarg, 1, 1 << 20, &o.candidates)) return qf_cli_usage("search", "--candidates: '%s' is not a positive integer", optarg); break;
         case 'f': format = optarg; break;
         case 'o': out_path = optarg; break;
         case 'i': o.image_path = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
-        default: return 2;
+        default: return qf_cli_bad_option("search", argc, argv, "hk:", opts);
         }
     }
     if (!o.db_path) return qf_cli_usage("search", "--db is required");
     if (strcmp(format, "table") && strcmp(format, "json") && strcmp(format, "html"))
         return qf_cli_usage("search", "--format must be table, json or html, not '%s'", format);
+    if (!o.caption && (o.prompt || o.caption_model || caption_dtype_set))
+        return qf_cli_usage("search", "%s only applies with --caption N",
+                            o.prompt ? "--prompt" : o.caption_model ? "--caption-model" : "--caption-dtype");
     if (!o.image_path) {
         if (optind != argc - 1) return qf_cli_usage("search", "give exactly one TEXT (quote it) or --image PATH");
         o.text = argv[optind];
+        if (!o.text[strspn(o.text, " \t\r\n")]) return qf_cli_usage("search", "the query TEXT is empty");
     } else if (optind < argc) {
         return qf_cli_usage("search", "TEXT and --image are exclusive");
     }
 
+    char model_buf[QF_HUB_PATH_MAX];   /* --model: a folder or a cached ORG/NAME */
+    if (o.model_dir) {
+        qf_status hs = qf_hub_resolve_model(o.model_dir, model_buf, sizeof model_buf);
+        if (hs) return qf_cli_fail("search", hs);
+        o.model_dir = model_buf;
+    }
+    char caption_buf[QF_HUB_PATH_MAX];
+    if (o.caption_model) {
+        qf_status hs = qf_hub_resolve_model(o.caption_model, caption_buf, sizeof caption_buf);
+        if (hs) return qf_cli_fail("search", hs);
+        o.caption_model = caption_buf;
+    }
     qf_search_result r;
     qf_status s = qf_search_run(&o, &r);
     if (s) return qf_cli_fail("search", s);
     FILE *f = stdout;
     if (out_path && !(f = fopen(out_path, "w"))) {
         qf_search_result_free(&r);
-        s = qf_errorf(QF_ERR_IO, "%s: cannot write", out_path);
+        s = qf_errorf(QF_ERR_IO, "%s: cannot write: %s", out_path, strerror(errno));
         return qf_cli_fail("search", s);
     }
     char qbuf[4200];

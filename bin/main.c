@@ -7,6 +7,8 @@
 
 #include "mpi/driver.h"
 
+#include <ctype.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,10 +39,10 @@ static const struct {
 static const struct { const char *cmd, *opts; } value_options[] = {
     { "embed",    " model image text out dtype " },
     { "tokenize", " model format " },
-    { "info",     " model db format " },
+    { "info",     " model db format queries " },
     { "caption",  " model prompt max-new-tokens min-new-tokens num-beams length-penalty repetition-penalty format dtype " },
-    { "index",    " model db factory batch threads checkpoint " },
-    { "search",   " db k rerank caption caption-model caption-dtype prompt model nprobe format out image " },
+    { "index",    " model db factory max-index-memory dtype store-dtype batch threads checkpoint " },
+    { "search",   " db k rerank caption caption-model caption-dtype prompt model nprobe candidates format out image " },
     { "export",   " db out " },
     { "pull",     " revision dir endpoint retries " },
     { "bench",    " threads dtype only repeat decode-tokens format " },
@@ -81,6 +83,8 @@ static const char help_tail[] =
     "       many; `qformer info --db FILE.db --failures` lists them)\n"
     "  1    failure: one line on stderr names the file and the problem\n"
     "  2    usage error: unknown command or option, missing or invalid argument\n"
+    "  130  index interrupted (ctrl-C, SIGTERM): what was done is saved; re-run the\n"
+    "       same command to resume\n"
     "\n"
     "environment:\n"
     "  HF_TOKEN              bearer token for gated or private hub repos (pull)\n"
@@ -230,6 +234,50 @@ static int unknown_command(const char *name) {
     if (best) fprintf(stderr, "unknown command '%s'; did you mean '%s'? (`qformer --help` lists them)\n", name, best);
     else fprintf(stderr, "unknown command '%s' (`qformer --help` lists the commands)\n", name);
     return 2;
+}
+
+/* ---- option errors of the commands -------------------------------------- */
+
+int qf_cli_bad_option(const char *cmd, int argc, char **argv, const char *shortopts,
+                      const struct option *opts) {
+    int i = optind > 0 && optind <= argc ? optind - 1 : 0;
+    const char *tok = argv[i];
+    if (optopt && optind < argc && argv[optind][0] == '-' && argv[optind][1] != '-' &&
+        strchr(argv[optind] + 1, optopt))
+        tok = argv[optind];                      /* a short option inside a cluster: "-20 degrees" */
+    if (strncmp(tok, "--", 2) != 0) {
+        int ch = optopt ? optopt : (tok[0] == '-' ? tok[1] : 0);
+        if (isdigit((unsigned char)ch) || strchr(tok, ' '))
+            return qf_cli_usage(cmd, "unknown option '-%c' in '%s'; a TEXT that starts with '-' goes after --: "
+                                "qformer %s ... -- \"%s\"", ch, tok, cmd, tok);
+        const char *sp = ch ? strchr(shortopts, ch) : NULL;
+        if (sp && sp[1] == ':') return qf_cli_usage(cmd, "option '-%c' needs a value", ch);
+        return qf_cli_usage(cmd, "unknown option '-%c'", ch);
+    }
+    const char *name = tok + 2, *eq = strchr(name, '=');
+    size_t n = eq ? (size_t)(eq - name) : strlen(name);
+    char word[64];
+    snprintf(word, sizeof word, "%.*s", (int)(n < sizeof word ? n : sizeof word - 1), name);
+    const struct option *best = NULL;
+    int best_d = 3, n_prefix = 0;
+    char prefixes[256] = "";
+    for (const struct option *o = opts; o->name; o++) {
+        if (!strcmp(o->name, word)) {
+            if (o->has_arg == required_argument && !eq) return qf_cli_usage(cmd, "option '--%s' needs a value", word);
+            if (o->has_arg == no_argument && eq) return qf_cli_usage(cmd, "option '--%s' takes no value", word);
+            return qf_cli_usage(cmd, "invalid use of option '--%s'", word);
+        }
+        if (n && !strncmp(o->name, word, n)) {
+            n_prefix++;
+            size_t l = strlen(prefixes);
+            snprintf(prefixes + l, sizeof prefixes - l, "%s--%s", l ? ", " : "", o->name);
+        }
+        int d = distance(word, o->name);
+        if (d < best_d) { best_d = d; best = o; }
+    }
+    if (n_prefix > 1) return qf_cli_usage(cmd, "option '--%s' is ambiguous: %s", word, prefixes);
+    if (best) return qf_cli_usage(cmd, "unknown option '--%s'; did you mean '--%s'?", word, best->name);
+    return qf_cli_usage(cmd, "unknown option '--%s'", word);
 }
 
 /* ---- global options ------------------------------------------------------ */

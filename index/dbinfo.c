@@ -44,6 +44,22 @@ static qf_status fill(qf_store *st, const char *db_path, qf_dbinfo *o) {
     o->generation = meta_i64(st, "generation", 0);
     o->faiss_generation = meta_i64(st, "faiss_generation", -1);
     o->schema_version = qf_store_schema_version(st);
+    snprintf(o->store_dtype, sizeof o->store_dtype, "%s", qf_store_feats_f16(st) ? "f16" : "f32");
+    snprintf(o->vision_dtype, sizeof o->vision_dtype, "f32");
+    meta_copy(st, "vision_dtype", o->vision_dtype, sizeof o->vision_dtype);
+    meta_copy(st, "factory_request", o->factory_request, sizeof o->factory_request);
+    meta_copy(st, "factory_reason", o->factory_reason, sizeof o->factory_reason);
+    o->search_nprobe = (int)meta_i64(st, "search_nprobe", 0);
+    o->search_candidates = (int)meta_i64(st, "search_candidates", 0);
+    o->tune_k = (int)meta_i64(st, "tune_k", 10);
+    o->tune_probes = (int)meta_i64(st, "tune_probes", 0);
+    o->tune_images = meta_i64(st, "tune_images", -1);
+    char buf[64] = "";
+    meta_copy(st, "tune_recall", buf, sizeof buf);
+    o->tune_recall = buf[0] ? atof(buf) : -1;
+    buf[0] = 0;
+    meta_copy(st, "tune_target", buf, sizeof buf);
+    o->tune_target = buf[0] ? atof(buf) : 0;
     char p[4200];
     o->db_bytes = file_size(db_path);
     snprintf(p, sizeof p, "%s-wal", db_path);
@@ -145,7 +161,13 @@ qf_status qf_dbinfo_check(const char *db_path, int repair, int64_t *problems, qf
     int64_t per = info.pooled ? 1 : info.n_query, want = (n_ok - missing) * per;
     int stale = info.faiss_generation != info.generation || info.faiss_ntotal != want;
     if (info.faiss_ntotal < 0 && n_ok == 0) stale = 0;
-    if (stale) {
+    if (stale && info.counts[QF_IMAGE_PENDING] > 0 && !repair) {
+        /* an unfinished run (interrupted, killed) is a state, not damage: the
+         * next `qformer index` run embeds the rest and updates the file */
+        say(log, user, "FAISS file %s: %lld vectors, behind the store by an unfinished index run (%lld images "
+            "pending); the next `qformer index` run brings it up to date", info.index_file,
+            (long long)(info.faiss_ntotal > 0 ? info.faiss_ntotal : 0), (long long)info.counts[QF_IMAGE_PENDING]);
+    } else if (stale) {
         (*problems)++;
         say(log, user, "FAISS file %s: %lld vectors, expected %lld (generation %lld, store at %lld)%s",
             info.index_file, (long long)info.faiss_ntotal, (long long)want, (long long)info.faiss_generation,

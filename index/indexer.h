@@ -12,6 +12,7 @@
 
 #include "embed/common.h"
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,15 +28,23 @@ typedef struct {
 typedef struct {
     const char        *model_dir;
     const char        *db_path;
-    const char        *factory;        /* NULL: the DB's, or "Flat" for a new DB        */
+    const char        *factory;        /* NULL: the DB's, or "auto" for a new DB        */
+    int64_t            max_index_memory; /* auto's budget in bytes; 0: the DB's, else 2 GiB */
     const char *const *roots;          /* files, folders, @LIST files                   */
     int                n_roots;
     int                batch;          /* images per work unit (default 8)               */
     int                threads;        /* BLAS threads per rank; 0 = cores / local ranks */
     int                pooled;         /* -1: the DB's (default exact); 0/1              */
+    const char        *store_dtype;    /* features in SQLite: "f32"/"f16"; NULL: the DB's (f32) */
+    int                vit_bf16;       /* ViT in BF16 (recorded; never mixed with F32)    */
     int                keep_vision;    /* cache vision features (F16) for --rerank       */
     int                checkpoint;     /* commit every N results (default 64)            */
     int                retry_failed;   /* re-try images recorded as errors               */
+    /* Rank 0 polls *stop (may be NULL) between work units: once it is
+     * nonzero no more work is handed out, what is done is committed, and the
+     * FAISS file is brought in step when that needs no training (the CLI
+     * sets it from its SIGINT / SIGTERM handler; the library installs none). */
+    const volatile sig_atomic_t *stop;
     void (*on_progress)(const qf_index_progress *p, void *user);   /* rank 0; may be NULL */
     void              *progress_user;
 } qf_index_opts;
@@ -48,10 +57,20 @@ typedef struct {
     long   failed;       /* of which recorded as bad input       */
     long   removed;      /* vanished files dropped               */
     long   scan_errors;  /* paths that could not be scanned      */
+    long   named_errors; /* of which named by the user (a PATH or @LIST line) */
+    int    discarded;    /* a database this run created, removed: nothing to index */
     long   total_ok;     /* images in the index after the run    */
     int    ranks;
     double seconds;
     int    rebuilt;      /* FAISS index rebuilt from the store   */
+    char   factory[256];        /* the FAISS factory in use            */
+    char   factory_reason[320]; /* auto: why ("" otherwise)            */
+    int    tuned;               /* search settings tuned this run      */
+    int    nprobe, candidates;  /* the search settings recorded        */
+    double recall;              /* recall@10 they measured on probes   */
+    int    recall_reached;      /* >= the tuning target                */
+    int    interrupted;  /* stopped by *stop with work left (re-run resumes) */
+    int    faiss_behind; /* interrupted, FAISS not updated (it needs training) */
 } qf_index_report;
 
 typedef struct qf_indexer qf_indexer;
@@ -65,6 +84,11 @@ typedef struct {
     const float    *feats;       /* [n_query, dim] ITC features (ok)           */
     const float    *vis;         /* [n_vis, vis_dim] vision features or NULL   */
 } qf_indexer_result;
+
+/* The model folder an existing index database records (what `index`
+ * without --model uses). *model_path: new string the caller frees
+ * (qf_free), NULL when the file does not exist or records no model yet. */
+qf_status qf_indexer_recorded_model(const char *db_path, char **model_path);
 
 /* Opens (creating) the store with the run lock, checks the model against
  * the one the index was built with, scans the roots and queues the work. */
@@ -80,7 +104,9 @@ int  qf_indexer_next(qf_indexer *ix, int max, int64_t *ids, const char **paths);
 void qf_indexer_rank_done(qf_indexer *ix, int rank, int n);
 /* Stores one result (inside the current checkpoint transaction). */
 qf_status qf_indexer_put(qf_indexer *ix, const qf_indexer_result *r);
-/* Commits, brings FAISS up to date, writes it atomically, fills the report. */
+/* Commits, brings FAISS up to date, writes it atomically, fills the report.
+ * With queued work never handed out (the run was stopped) the report says
+ * interrupted, and FAISS is only updated where no training is needed. */
 qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r);
 
 #endif

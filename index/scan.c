@@ -42,6 +42,7 @@ static qf_status add_error(qf_scan *s, const char *path, const char *fmt, const 
     qf_scan_error *e = &s->errors[s->n_errors];
     e->path = qf_strdup(path);
     e->error = qf_strdup(msg);
+    e->named = 0;
     if (!e->path || !e->error) {
         qf_free(e->path); qf_free(e->error);
         return qf_errorf(QF_ERR_NOMEM, "out of memory while scanning");
@@ -147,9 +148,13 @@ static qf_status scan_path(qf_scan *s, const char *path, int explicit_arg, int d
     if (explicit_arg == 1 && path[0] == '@') return scan_list(s, path + 1, depth);
     if (explicit_arg == 1) {
         /* roots are stored absolute, so re-runs from another folder match */
+        size_t before = s->n_errors;
         char *abs = realpath(path, NULL);
-        if (!abs) return add_error(s, path, "%s", strerror(errno));
-        qf_status r = scan_path(s, abs, 2, depth);
+        qf_status r = abs ? scan_path(s, abs, 2, depth) : add_error(s, path, "%s", strerror(errno));
+        /* the first error is about the named path itself (missing, not a file
+         * or folder, unreadable folder), not about something found inside */
+        if (s->n_errors > before && (!abs || !strcmp(s->errors[before].path, abs)))
+            s->errors[before].named = 1;
         free(abs);
         return r;
     }

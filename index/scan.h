@@ -27,6 +27,8 @@ typedef struct {
 typedef struct {
     char *path;
     char *error;
+    int   named;      /* a path the user named (a root or an @LIST line) that
+                         does not exist or cannot be read at all */
 } qf_scan_error;
 
 typedef struct {

@@ -31,7 +31,9 @@ struct qf_store {
     sqlite3 *db;
     char    *path;
     int      lock_fd;     /* -1 when the indexer lock is not held */
+    int      lock_made;   /* this open created the lock file (removed if the open fails) */
     int      readonly;
+    int      feats_f16;   /* ITC features in image_feats_f16 (meta store_dtype 'f16') */
 };
 
 /* ---- SQLite error text --------------------------------------------------------- */
@@ -105,13 +107,60 @@ static int is_empty(const qf_store *st) {
     return empty;
 }
 
+/* PRAGMA application_id of every qformer database: "QFmr". Files made
+ * before it was set (application_id 0) are recognised by their schema. */
+#define QF_APPLICATION_ID 0x51466D72
+
+static int pragma_int(const qf_store *st, const char *sql, int *v) {
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) { *v = sqlite3_column_int(s, 0); rc = SQLITE_OK; }
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* 1 if the database has the tables of qformer's first schema. */
+static int has_qformer_tables(const qf_store *st) {
+    sqlite3_stmt *s = NULL;
+    int n = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                           "('images', 'meta', 'captions', 'vision_cache', 'image_feats')", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
+        n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return n == 5;
+}
+
+/* Refuses another program's SQLite file before anything is written to it:
+ * ours carry QF_APPLICATION_ID; an empty file is a new database; a file of
+ * an earlier qformer (no application_id yet) has our schema. *mark: 1 when
+ * the application_id must still be written (a read-write open). */
+static qf_status check_application(qf_store *st, int *mark) {
+    int app = 0, v = 0, r;
+    *mark = 0;
+    if ((r = pragma_int(st, "PRAGMA application_id", &app)) != SQLITE_OK ||
+        (r = user_version(st, &v)) != SQLITE_OK)
+        return db_err(st, r, "reading the database header");
+    if (app == QF_APPLICATION_ID) return QF_OK;
+    if (app == 0 && v == 0 && is_empty(st)) { *mark = 1; return QF_OK; }
+    if (app == 0 && v >= 1 && has_qformer_tables(st)) { *mark = 1; return QF_OK; }
+    return qf_errorf(QF_ERR_FORMAT, "%s is not a qformer database (an SQLite file of another program%s); "
+                     "nothing was changed: give --db a new file name", st->path,
+                     app ? ", by its application_id" : "");
+}
+
 /* ---- indexer lock -------------------------------------------------------------- */
 
 static qf_status take_lock(qf_store *st) {
     char lock_path[4200], info[512], host[256] = "?";
     int n = snprintf(lock_path, sizeof lock_path, "%s.lock", st->path);
     if (n < 0 || (size_t)n >= sizeof lock_path) return qf_errorf(QF_ERR_IO, "%s: path too long", st->path);
-    int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(lock_path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) st->lock_made = 1;
+    else if (errno == EEXIST) fd = open(lock_path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return qf_errorf(QF_ERR_IO, "%s: cannot open lock file: %s", lock_path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int err = errno;
@@ -171,12 +220,53 @@ static qf_status migrate(qf_store *st) {
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", qf_schema_version);
     if ((rc = exec(st, sql, "setting the schema version")) != QF_OK) goto fail;
+    snprintf(sql, sizeof sql, "PRAGMA application_id = %d", QF_APPLICATION_ID);
+    if ((rc = exec(st, sql, "marking the database as qformer's")) != QF_OK) goto fail;
     if ((rc = exec(st, "COMMIT", "committing the schema migration")) != QF_OK) goto fail;
     return QF_OK;
 fail:
     sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
 }
+
+/* 1 when this process may write `path` (an existing file or not) and create
+ * files beside it (the -wal, -shm and lock files). Effective ids: root may
+ * write a chmod-ed folder, `nobody` may not, a read-only mount refuses all. */
+static int can_write(const char *path, int file_too) {
+    char dir[4200];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (faccessat(AT_FDCWD, dir, W_OK, AT_EACCESS) != 0) return 0;
+    return !file_too || faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0;
+}
+
+static int file_exists(const char *path, const char *suffix) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s%s", path, suffix);
+    return access(p, F_OK) == 0;
+}
+
+/* "file:///abs/path?immutable=1" with '%', '?' and '#' escaped, or NULL. */
+static char *immutable_uri(const char *path) {
+    char *abs = realpath(path, NULL);
+    if (!abs) return NULL;
+    size_t n = strlen(abs);
+    char *uri = qf_malloc(3 * n + 32);
+    if (uri) {
+        char *o = uri + sprintf(uri, "file://");
+        for (const char *p = abs; *p; p++) {
+            if (*p == '%' || *p == '?' || *p == '#') o += sprintf(o, "%%%02X", (unsigned char)*p);
+            else *o++ = *p;
+        }
+        strcpy(o, "?immutable=1");
+    }
+    free(abs);
+    return uri;
+}
+
+int qf_store_is_readonly(const qf_store *st) { return st->readonly; }
 
 qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
     qf_status rc = QF_OK;
@@ -187,28 +277,65 @@ qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
     if (!st) return qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
     st->lock_fd = -1;
     st->readonly = (flags & QF_STORE_READONLY) != 0;
+    if ((flags & QF_STORE_IF_WRITABLE) && !(flags & QF_STORE_LOCK) && access(path, F_OK) == 0 && !can_write(path, 1))
+        st->readonly = 1;
     if (!(st->path = qf_strdup(path))) { rc = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path); goto fail; }
 
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        rc = qf_errorf(QF_ERR_ARG, "%s is a folder; --db takes the database file, e.g. %s/index.db", path, path);
+        goto fail;
+    }
     if ((flags & QF_STORE_LOCK) && (rc = take_lock(st)) != QF_OK) goto fail;
     if (st->readonly && access(path, R_OK) != 0) {
         rc = qf_errorf(QF_ERR_IO, "%s: cannot open database: %s", path, strerror(errno));
         goto fail;
     }
     int oflags = st->readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    int r = sqlite3_open_v2(path, &st->db, oflags, NULL);
+    /* Read-only in a folder we cannot write: SQLite cannot create the -shm
+     * file a WAL database needs ("attempt to write a readonly database");
+     * without -wal and -shm there is nothing but the file to read. */
+    char *uri = NULL;
+    if (st->readonly && !can_write(path, 0) && !(file_exists(path, "-wal") && file_exists(path, "-shm"))) {
+        if (!(uri = immutable_uri(path))) {
+            rc = qf_errorf(QF_ERR_IO, "%s: cannot open database: %s", path, strerror(errno));
+            goto fail;
+        }
+        oflags |= SQLITE_OPEN_URI;
+    }
+    int r = sqlite3_open_v2(uri ? uri : path, &st->db, oflags, NULL);
+    qf_free(uri);
     if (r != SQLITE_OK) { rc = db_err(st, r, "cannot open database"); goto fail; }
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, 5000);
     /* The first statement reads the header: "file is not a database" shows here. */
     if ((rc = exec(st, "PRAGMA foreign_keys = ON", "opening")) != QF_OK) goto fail;
+    int mark = 0;
+    if ((rc = check_application(st, &mark)) != QF_OK) goto fail;
     if (!st->readonly) {
         if ((rc = exec(st, "PRAGMA journal_mode = WAL", "enabling WAL")) != QF_OK) goto fail;
         if ((rc = exec(st, "PRAGMA synchronous = NORMAL", "setting synchronous")) != QF_OK) goto fail;
     }
     if ((rc = migrate(st)) != QF_OK) goto fail;
+    int app = 0;
+    if (mark && !st->readonly && pragma_int(st, "PRAGMA application_id", &app) == SQLITE_OK &&
+        app != QF_APPLICATION_ID) {   /* a file of an earlier qformer, already at our version */
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA application_id = %d", QF_APPLICATION_ID);
+        if ((rc = exec(st, sql, "marking the database as qformer's")) != QF_OK) goto fail;
+    }
+    char *dt = NULL;
+    if (qf_store_meta_get(st, "store_dtype", &dt) == QF_OK && dt) st->feats_f16 = !strcmp(dt, "f16");
+    qf_free(dt);
+    qf_error_clear();
     *out = st;
     return QF_OK;
 fail:
+    if (st->lock_made && st->lock_fd >= 0) {   /* a refused --db keeps no stray lock file */
+        char lock_path[4200];
+        snprintf(lock_path, sizeof lock_path, "%s.lock", st->path);
+        unlink(lock_path);
+    }
     qf_store_close(st);
     return rc;
 }
@@ -552,16 +679,47 @@ qf_status qf_store_feats_put(qf_store *st, int64_t image_id, int n_query, int di
     qf_status rc;
     if (n_query <= 0 || dim <= 0 || (int64_t)n_query * dim > (1 << 26))
         return qf_errorf(QF_ERR_ARG, "%s: features: bad shape [%d, %d]", st->path, n_query, dim);
-    if ((rc = prep(st, "INSERT OR REPLACE INTO image_feats(image_id, n_query, dim, f32) "
-                       "VALUES (?1, ?2, ?3, ?4)", &s)) != QF_OK)
+    size_t n = (size_t)n_query * dim;
+    uint8_t *half = NULL;
+    if (st->feats_f16) {
+        if (!(half = qf_malloc(2 * n))) return qf_errorf(QF_ERR_NOMEM, "%s: out of memory", st->path);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = qf_cpu_half_of(feats[i]);
+            half[2 * i] = (uint8_t)(h & 0xff);
+            half[2 * i + 1] = (uint8_t)(h >> 8);
+        }
+    }
+    if ((rc = prep(st, st->feats_f16 ? "INSERT OR REPLACE INTO image_feats_f16(image_id, n_query, dim, f16) "
+                                       "VALUES (?1, ?2, ?3, ?4)"
+                                     : "INSERT OR REPLACE INTO image_feats(image_id, n_query, dim, f32) "
+                                       "VALUES (?1, ?2, ?3, ?4)", &s)) != QF_OK) {
+        qf_free(half);
         return rc;
+    }
     BIND(sqlite3_bind_int64(s, 1, image_id));
     BIND(sqlite3_bind_int(s, 2, n_query));
     BIND(sqlite3_bind_int(s, 3, dim));
-    BIND(sqlite3_bind_blob64(s, 4, feats, (sqlite3_uint64)n_query * dim * sizeof *feats, SQLITE_STATIC));
+    if (half) BIND(sqlite3_bind_blob64(s, 4, half, (sqlite3_uint64)n * 2, SQLITE_STATIC));
+    else BIND(sqlite3_bind_blob64(s, 4, feats, (sqlite3_uint64)n * sizeof *feats, SQLITE_STATIC));
     rc = step_done(st, s, "storing image features");
 done:
     sqlite3_finalize(s);
+    qf_free(half);
+    return rc;
+}
+
+/* n stored values (float32, or half floats in an f16 store) into out[n]. */
+static void feats_copy(const qf_store *st, const void *blob, size_t n, float *out) {
+    if (!st->feats_f16) { memcpy(out, blob, n * sizeof *out); return; }
+    const uint8_t *b = blob;
+    for (size_t i = 0; i < n; i++) out[i] = qf_cpu_float_of_half((uint16_t)(b[2 * i] | b[2 * i + 1] << 8));
+}
+
+int qf_store_feats_f16(const qf_store *st) { return st->feats_f16; }
+
+qf_status qf_store_set_feats_f16(qf_store *st, int f16) {
+    qf_status rc = qf_store_meta_set(st, "store_dtype", f16 ? "f16" : "f32");
+    if (!rc) st->feats_f16 = f16 != 0;
     return rc;
 }
 
@@ -572,7 +730,7 @@ static const void *feats_row(qf_store *st, sqlite3_stmt *s, int col, int64_t id,
     *d = sqlite3_column_int(s, col + 1);
     const void *blob = sqlite3_column_blob(s, col + 2);
     size_t bytes = (size_t)sqlite3_column_bytes(s, col + 2);
-    if (*nq <= 0 || *d <= 0 || !blob || bytes != (size_t)*nq * (size_t)*d * sizeof(float)) {
+    if (*nq <= 0 || *d <= 0 || !blob || bytes != (size_t)*nq * (size_t)*d * (st->feats_f16 ? 2 : sizeof(float))) {
         qf_errorf(QF_ERR_DB, "%s: features of image %lld are corrupt ([%d, %d], %zu bytes)",
                   st->path, (long long)id, *nq, *d, bytes);
         return NULL;
@@ -583,7 +741,8 @@ static const void *feats_row(qf_store *st, sqlite3_stmt *s, int col, int64_t id,
 qf_status qf_store_feats_get(qf_store *st, int64_t image_id, int n_query, int dim, float *out) {
     sqlite3_stmt *s = NULL;
     qf_status rc;
-    if ((rc = prep(st, "SELECT n_query, dim, f32 FROM image_feats WHERE image_id = ?1", &s)) != QF_OK)
+    if ((rc = prep(st, st->feats_f16 ? "SELECT n_query, dim, f16 FROM image_feats_f16 WHERE image_id = ?1"
+                                   : "SELECT n_query, dim, f32 FROM image_feats WHERE image_id = ?1", &s)) != QF_OK)
         return rc;
     BIND(sqlite3_bind_int64(s, 1, image_id));
     int r = sqlite3_step(s), nq, d;
@@ -600,7 +759,37 @@ qf_status qf_store_feats_get(qf_store *st, int64_t image_id, int n_query, int di
                        st->path, (long long)image_id, nq, d, n_query, dim);
         goto done;
     }
-    memcpy(out, blob, (size_t)nq * d * sizeof *out);
+    feats_copy(st, blob, (size_t)nq * d, out);
+done:
+    sqlite3_finalize(s);
+    return rc;
+}
+
+qf_status qf_store_feats_get_many(qf_store *st, int64_t n, const int64_t *ids, int n_query, int dim,
+                                  float *out, int *found) {
+    sqlite3_stmt *s = NULL;
+    qf_status rc;
+    const size_t per = (size_t)n_query * (size_t)dim;
+    if ((rc = prep(st, st->feats_f16 ? "SELECT n_query, dim, f16 FROM image_feats_f16 WHERE image_id = ?1"
+                                   : "SELECT n_query, dim, f32 FROM image_feats WHERE image_id = ?1", &s)) != QF_OK)
+        return rc;
+    for (int64_t i = 0; i < n; i++) {
+        found[i] = 0;
+        sqlite3_reset(s);
+        BIND(sqlite3_bind_int64(s, 1, ids[i]));
+        int r = sqlite3_step(s), nq, d;
+        if (r == SQLITE_DONE) continue;
+        if (r != SQLITE_ROW) { rc = db_err(st, r, "reading image features"); goto done; }
+        const void *blob = feats_row(st, s, 0, ids[i], &nq, &d);
+        if (!blob) { rc = QF_ERR_DB; goto done; }
+        if (nq != n_query || d != dim) {
+            rc = qf_errorf(QF_ERR_SHAPE, "%s: features of image %lld are [%d, %d], expected [%d, %d]",
+                           st->path, (long long)ids[i], nq, d, n_query, dim);
+            goto done;
+        }
+        feats_copy(st, blob, per, out + (size_t)i * per);
+        found[i] = 1;
+    }
 done:
     sqlite3_finalize(s);
     return rc;
@@ -611,7 +800,10 @@ qf_status qf_store_feats_foreach(qf_store *st, qf_store_feats_fn fn, void *user)
     qf_status rc;
     float *buf = NULL;
     size_t cap = 0;
-    if ((rc = prep(st, "SELECT f.image_id, f.n_query, f.dim, f.f32 FROM image_feats f "
+    if ((rc = prep(st, st->feats_f16 ? "SELECT f.image_id, f.n_query, f.dim, f.f16 FROM image_feats_f16 f "
+                                     "JOIN images i ON i.id = f.image_id WHERE i.status = 'ok' "
+                                     "ORDER BY f.image_id"
+                                   : "SELECT f.image_id, f.n_query, f.dim, f.f32 FROM image_feats f "
                        "JOIN images i ON i.id = f.image_id WHERE i.status = 'ok' "
                        "ORDER BY f.image_id", &s)) != QF_OK)
         return rc;
@@ -628,7 +820,7 @@ qf_status qf_store_feats_foreach(qf_store *st, qf_store_feats_fn fn, void *user)
             buf = b;
             cap = n;
         }
-        memcpy(buf, blob, n * sizeof *buf);
+        feats_copy(st, blob, n, buf);
         if ((rc = fn(id, buf, user)) != QF_OK) goto done;
     }
     if (r != SQLITE_DONE) rc = db_err(st, r, "listing image features");

@@ -96,7 +96,7 @@ static qf_status recv_wire(qf_wire *wb, int source, int *src_out, int *tag_out) 
 static qf_status worker_loop(const qf_index_opts *o, int n_thr) {
     qf_pipeline *w = NULL;
     qf_wire work = { 0 }, res = { 0 };
-    qf_status s = qf_pipeline_init(o->model_dir, o->keep_vision, n_thr, &w);
+    qf_status s = qf_pipeline_init(o->model_dir, o->keep_vision, o->vit_bf16, n_thr, &w);
     if (s) return s;
     qf_wire_put_i32(&res, 0);                    /* first request: no results */
     for (;;) {
@@ -129,7 +129,8 @@ static qf_status coordinator(const qf_index_opts *o, qf_index_report *r) {
         if (tag != TAG_RESULT) { s = qf_errorf(QF_ERR_MPI, "unexpected message tag %d from rank %d", tag, src); goto done; }
         qf_indexer_rank_done(ix, src, qf_wire_get_i32(&res));
         if ((s = qf_pipeline_consume(ix, &res, q_e, n_vis, feats, vis))) goto done;
-        if (qf_pipeline_next_work(ix, o->batch, &work) > 0) {
+        /* stopping (o->stop set): each worker gets TAG_STOP as its batch comes in */
+        if (!(o->stop && *o->stop) && qf_pipeline_next_work(ix, o->batch, &work) > 0) {
             if ((s = send_wire(&work, src, TAG_WORK))) goto done;
         } else {
             qf_wire_reset(&work);

@@ -7,9 +7,11 @@
 #include "embed/blip2.h"
 #include "embed/image.h"
 #include "index/store.h"
+#include "index/ann.h"
 #include "index/vindex.h"
 #include "embed/caption.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +84,7 @@ static int rerank_cmp(const void *a, const void *b) {
 typedef struct {
     const qf_search_opts *o;
     int             k;            /* results wanted                          */
+    int             want;         /* candidates by ITC: max(k, rerank N)     */
     qf_store       *st;
     qf_blip2       *m;
     qf_blip2_state *bs;
@@ -116,7 +119,8 @@ static qf_status open_index(search_ctx *x, qf_search_result *out) {
     if (o->caption > 0 && !o->caption_model) return qf_errorf(QF_ERR_ARG, "--caption needs --caption-model DIR (a BLIP-2 OPT checkpoint)");
     struct stat sb;
     if (stat(o->db_path, &sb) != 0) return qf_errorf(QF_ERR_IO, "%s: no such index database", o->db_path);
-    if ((s = qf_store_open(o->db_path, o->caption > 0 ? 0 : QF_STORE_READONLY, &x->st))) return s;
+    /* captions are cached in the store when this process may write it */
+    if ((s = qf_store_open(o->db_path, o->caption > 0 ? QF_STORE_IF_WRITABLE : QF_STORE_READONLY, &x->st))) return s;
     if ((s = meta_str(x->st, "model_path", &x->model_path, o->db_path)) ||
         (s = meta_str(x->st, "model_fingerprint", &x->fp, o->db_path)) ||
         (s = meta_str(x->st, "factory", &x->factory, o->db_path)) ||
@@ -125,6 +129,10 @@ static qf_status open_index(search_ctx *x, qf_search_result *out) {
     x->pooled = atoi(x->pooled_s);
     snprintf(out->mode, sizeof out->mode, "%s, %s", x->pooled ? "pooled (approximate)" : "exact", x->factory);
     x->mdir = o->model_dir ? o->model_dir : x->model_path;
+    struct stat mb;
+    if (!o->model_dir && stat(x->mdir, &mb) != 0)
+        return qf_errorf(QF_ERR_IO, "%s was built with the model %s, which is not there any more; pass --model "
+                         "with its folder or ORG/NAME", o->db_path, x->mdir);
     if ((s = qf_blip2_load(x->mdir, QF_BLIP2_ALL, &x->m))) return s;
     if (strcmp(qf_blip2_fingerprint(x->m), x->fp))
         return qf_errorf(QF_ERR_ARG, "%s: the index was built with another model (fingerprint %.16s, %s), not %s",
@@ -141,6 +149,16 @@ static qf_status query_vectors(search_ctx *x) {
         qf_bert *tok = NULL;
         if (!(s = qf_bert_load(x->mdir, &tok)))
             s = qf_bert_encode(tok, x->o->text, QF_BERT_MAX_TXT_LEN, 0, x->ids, x->mask, &x->n_tok);
+        if (!s && x->n_tok == QF_BERT_MAX_TXT_LEN) {     /* truncated? count the whole text once */
+            enum { LONG = 4096 };
+            int64_t *all = qf_malloc((size_t)LONG * sizeof *all);
+            int n_all = 0;
+            if (!all) s = qf_errorf(QF_ERR_NOMEM, "out of memory");
+            else if (!(s = qf_bert_encode(tok, x->o->text, LONG, 0, all, NULL, &n_all)) && n_all > x->n_tok)
+                qf_log(QF_LOG_WARN, "the query is %s%d tokens long; BLIP-2 reads the first %d (its max_txt_len), "
+                       "the rest is ignored", n_all == LONG ? "over " : "", n_all, QF_BERT_MAX_TXT_LEN);
+            qf_free(all);
+        }
         qf_bert_free(tok);
         if (s) return s;
         x->n_qv = 1;
@@ -158,82 +176,142 @@ static qf_status query_vectors(search_ctx *x) {
     return s;
 }
 
-/* Candidates from hits[n_hits] scored with the exact ITC of the stored
- * features. Images deleted or re-queued since the FAISS file was written
- * (during an index run, or after a killed one) are skipped, even when the
- * deletion lands between reading the row and its features. */
-static qf_status score_hits(search_ctx *x, const qf_vindex_hit *vh, int64_t n_hits, float *feats) {
-    const int Q = qf_blip2_n_query(x->m), E = qf_blip2_embed_dim(x->m);
-    free_cands(x->c, x->n_c);
-    x->n_c = 0;
-    x->c = qf_calloc((size_t)(n_hits ? n_hits : 1), sizeof *x->c);
-    if (!x->c) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-    for (int64_t i = 0; i < n_hits; i++) {
-        qf_store_image *img = NULL;
-        qf_status s = qf_store_image_get(x->st, vh[i].image_id, &img);
-        if (s) return s;
-        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
-        s = qf_store_feats_get(x->st, vh[i].image_id, Q, E, feats);
-        if (s == QF_ERR_MISSING) { qf_free(img); continue; }   /* deleted by an index run since the row was read */
-        if (s) { qf_free(img); return s; }
-        float best = -INFINITY;
-        for (int a = 0; a < x->n_qv; a++) {
-            float sc = qf_blip2_itc_score(feats, Q, x->qv + (size_t)a * E, E);
-            if (sc > best) best = sc;
-        }
-        cand *cd = &x->c[x->n_c++];
-        cd->id = vh[i].image_id;
-        cd->itc = cd->score = best;
-        cd->img = img;
+/* The fallback without a readable FAISS file: the exact ITC score of every
+ * ok image from its stored features (a full scan), kept as (id, score). */
+typedef struct { int64_t id; float score; } scored;
+typedef struct {
+    const float *qv;
+    int          n_qv, Q, E;
+    scored      *v;
+    size_t       n, cap;
+} full_scan;
+
+static qf_status scan_one(int64_t id, const float *feats, void *user) {
+    full_scan *f = user;
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? 2 * f->cap : 1024;
+        scored *v = qf_realloc(f->v, cap * sizeof *v);
+        if (!v) return qf_errorf(QF_ERR_NOMEM, "out of memory scanning the stored features");
+        f->v = v;
+        f->cap = cap;
     }
+    float best = -INFINITY;
+    for (int a = 0; a < f->n_qv; a++) {
+        float sc = qf_blip2_itc_score(feats, f->Q, f->qv + (size_t)a * f->E, f->E);
+        if (sc > best) best = sc;
+    }
+    f->v[f->n].id = id;
+    f->v[f->n].score = best;
+    f->n++;
     return QF_OK;
 }
 
-/* Stage 3: FAISS candidates (the file beside the database; an index not
- * written yet is an empty index), asked for more until k usable images are
- * found or it has no more, then ranked by exact ITC and cut to k. */
-static qf_status rank_itc(search_ctx *x) {
-    const int Q = qf_blip2_n_query(x->m), E = qf_blip2_embed_dim(x->m), k = x->k;
+static int scored_cmp(const void *a, const void *b) {
+    const scored *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The best x->want images by exact ITC over all stored features. */
+static qf_status rank_store(search_ctx *x) {
+    full_scan f = { .qv = x->qv, .n_qv = x->n_qv, .Q = qf_blip2_n_query(x->m), .E = qf_blip2_embed_dim(x->m) };
+    qf_status s = qf_store_feats_foreach(x->st, scan_one, &f);
+    if (s) goto done;
+    if (f.n) qsort(f.v, f.n, sizeof *f.v, scored_cmp);
+    free_cands(x->c, x->n_c);
+    x->n_c = 0;
+    if (!(x->c = qf_calloc((size_t)x->want, sizeof *x->c))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    for (size_t i = 0; i < f.n && x->n_c < x->want; i++) {
+        qf_store_image *img = NULL;
+        if ((s = qf_store_image_get(x->st, f.v[i].id, &img))) goto done;
+        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
+        cand *cd = &x->c[x->n_c++];
+        cd->id = f.v[i].id;
+        cd->itc = cd->score = f.v[i].score;
+        cd->img = img;
+    }
+done:
+    qf_free(f.v);
+    return s;
+}
+
+/* Stage 3: FAISS candidates (the file beside the database) rescored exactly
+ * from the stored features with the settings tuned at index time unless
+ * overridden (index/ann.h), the best `want` kept (k, or the rerank depth when
+ * that is larger). Images deleted or re-queued since the FAISS file was
+ * written are skipped (qf_ann_search widens the pool to find them). Without a
+ * readable FAISS file (not written yet, deleted, corrupt) the answer comes
+ * from the features in the store, exact, by a full scan, with a warning that
+ * says what rebuilds it. */
+static qf_status rank_itc(search_ctx *x, qf_search_result *out) {
+    const int k = x->want;
     qf_vindex *vi = NULL;
-    qf_vindex_hit *vh = NULL;
-    float *feats = NULL;
+    qf_ann_hit *ah = NULL;
     struct stat sb;
     qf_status s = QF_OK;
     char *faiss_path = qf_store_index_path(x->o->db_path);
     if (!faiss_path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-    if (stat(faiss_path, &sb) != 0) goto done;
-    if ((s = qf_vindex_read(faiss_path, &vi))) goto done;
+    int missing = stat(faiss_path, &sb) != 0;
+    if (missing || qf_vindex_read(faiss_path, &vi)) {
+        const char *db = x->o->db_path;
+        char why[1024];
+        snprintf(why, sizeof why, "%s", missing ? "" : qf_last_error());
+        if ((s = rank_store(x))) goto done;
+        if (x->n_c > 0 && missing)
+            qf_log(QF_LOG_WARN, "%s: the vector index is missing; answering from the features stored in %s "
+                   "(a full scan); `qformer index --db %s PATH...` rebuilds it", faiss_path, db, db);
+        else if (x->n_c > 0)
+            qf_log(QF_LOG_WARN, "%s; answering from the features stored in %s (a full scan); re-run "
+                   "`qformer index --db %s PATH...` to rebuild the vector index", why, db, db);
+        goto done;
+    }
+    qf_ann_layout lay;
+    qf_ann_params ap;
+    if ((s = qf_ann_layout_load(x->st, x->o->db_path, &lay, &ap))) goto done;
+    if (x->o->nprobe > 0) ap.nprobe = x->o->nprobe;
+    if (x->o->candidates > 0) ap.candidates = x->o->candidates;
     if (x->o->nprobe > 0 && (s = qf_vindex_set_param(vi, "nprobe", x->o->nprobe))) goto done;
-    int exact = !x->pooled && qf_vindex_factory_exact(x->factory);
-    int64_t kc = exact ? k : (k * 4 > k + 32 ? k * 4 : k + 32), n_hits = 0;
-    if (!(feats = qf_malloc((size_t)Q * E * sizeof *feats))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-    for (;;) {
-        qf_vindex_hit *nvh = qf_realloc(vh, (size_t)kc * sizeof *vh);
-        if (!nvh) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-        vh = nvh;
-        if ((s = qf_vindex_search_images(vi, x->n_qv, x->qv, x->pooled ? 1 : Q, kc, vh, &n_hits)) ||
-            (s = score_hits(x, vh, n_hits, feats)))
-            goto done;
-        if (x->n_c >= k || n_hits < kc || kc > INT64_MAX / 4) break;   /* enough, or FAISS has no more */
-        kc *= 2;
+    if ((s = qf_ann_apply(vi, &ap))) goto done;
+    if (!lay.exact)
+        snprintf(out->mode, sizeof out->mode, "%s, %s, nprobe %d, %d candidates rescored exactly",
+                 x->pooled ? "pooled (approximate)" : "exact scores", x->factory, ap.nprobe,
+                 ap.candidates > 0 ? ap.candidates : (k * 4 > k + 32 ? k * 4 : k + 32));
+    int n_ah = 0;
+    if (!(ah = qf_malloc((size_t)k * sizeof *ah))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    if ((s = qf_ann_search(x->st, vi, &lay, &ap, x->n_qv, x->qv, k, ah, &n_ah))) goto done;
+    free_cands(x->c, x->n_c);
+    x->n_c = 0;
+    if (!(x->c = qf_calloc((size_t)(n_ah ? n_ah : 1), sizeof *x->c))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < n_ah; i++) {
+        qf_store_image *img = NULL;
+        if ((s = qf_store_image_get(x->st, ah[i].image_id, &img))) goto done;
+        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }   /* deleted since */
+        cand *cd = &x->c[x->n_c++];
+        cd->id = ah[i].image_id;
+        cd->itc = cd->score = ah[i].itc;
+        cd->img = img;
     }
     qsort(x->c, (size_t)x->n_c, sizeof *x->c, cand_cmp);
-    if (x->n_c > k) {
-        for (int i = k; i < x->n_c; i++) { qf_free(x->c[i].img); x->c[i].img = NULL; }
-        x->n_c = k;
-    }
 done:
     qf_free(faiss_path);
-    qf_free(feats);
-    qf_free(vh);
+    qf_free(ah);
     qf_vindex_free(vi);
     return s;
 }
 
-/* Stage 4: ITM rerank of the top N (text queries). */
+/* Stage 4: ITM rerank of the top N (text queries); then the first k stay
+ * (N above k: the best k of the N, as LAVIS: ITC top-k_test, then ITM). */
+static void cut_to_k(search_ctx *x) {
+    for (int i = x->k; i < x->n_c; i++) {
+        qf_free(x->c[i].img); x->c[i].img = NULL;
+        qf_free(x->c[i].vis); x->c[i].vis = NULL;
+    }
+    if (x->n_c > x->k) x->n_c = x->k;
+}
+
 static qf_status rerank_itm(search_ctx *x, qf_search_result *out) {
     int n_rr = x->o->rerank < x->n_c ? x->o->rerank : x->n_c;
-    if (n_rr <= 0) return QF_OK;
+    if (n_rr <= 0) { cut_to_k(x); return QF_OK; }
     int cached = 0, computed = 0;
     for (int i = 0; i < n_rr; i++) {
         cand *cd = &x->c[i];
@@ -252,6 +330,7 @@ static qf_status rerank_itm(search_ctx *x, qf_search_result *out) {
     snprintf(out->rerank_src, sizeof out->rerank_src, "%s",
              cached && computed ? "cached F16 (some recomputed from the image files)" :
              cached ? "cached F16 (--keep-vision)" : "recomputed from the image files");
+    cut_to_k(x);
     return QF_OK;
 }
 
@@ -291,6 +370,7 @@ static qf_status caption_hits(search_ctx *x, qf_search_result *out) {
     char settings[160];
     qf_caption_settings(&gp, o->caption_dtype, settings, sizeof settings);
     const char *prompt = o->prompt ? o->prompt : "";
+    int ro_noted = 0;
     for (int i = 0; i < n_cap && !s; i++) {
         cand *cd = &x->c[i];
         char *text = NULL;
@@ -301,7 +381,10 @@ static qf_status caption_hits(search_ctx *x, qf_search_result *out) {
         if ((s = caption_one(cap, same_vit, cd, prompt, &gp, &cp)) || !cp.text) { qf_caption_free(&cp); continue; }
         char *ids_json = qf_caption_ids_json(&cp);
         if (!ids_json) s = qf_errorf(QF_ERR_NOMEM, "out of memory");
-        else if (qf_store_caption_put(x->st, cd->id, qf_blip2_fingerprint(cm), prompt, settings, cp.text, ids_json))
+        else if (qf_store_is_readonly(x->st)) {
+            if (!ro_noted) qf_log(QF_LOG_WARN, "%s is read-only here: new captions are not cached", o->db_path);
+            ro_noted = 1;
+        } else if (qf_store_caption_put(x->st, cd->id, qf_blip2_fingerprint(cm), prompt, settings, cp.text, ids_json))
             qf_log(QF_LOG_WARN, "caption of %s not cached: %s", cd->img->path, qf_last_error());
         qf_free(ids_json);
         cd->caption = cp.text;
@@ -329,6 +412,14 @@ static qf_status fill_result(search_ctx *x, qf_search_result *out) {
         h->score = cd->score;
         h->caption = cd->caption;
         cd->caption = NULL;
+        if (h->caption) {            /* as users print it, as `caption` does: stripped */
+            char *t = (char *)h->caption, *b = t;
+            while (*b && isspace((unsigned char)*b)) b++;
+            size_t n = strlen(b);
+            while (n && isspace((unsigned char)b[n - 1])) n--;
+            memmove(t, b, n);
+            t[n] = 0;
+        }
         if (!h->path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
         out->n = i + 1;
     }
@@ -338,8 +429,9 @@ static qf_status fill_result(search_ctx *x, qf_search_result *out) {
 qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     memset(out, 0, sizeof *out);
     search_ctx x = { .o = o, .k = o->k > 0 ? o->k : 10 };
+    x.want = o->rerank > x.k ? o->rerank : x.k;
     qf_status s;
-    if (!(s = open_index(&x, out)) && !(s = query_vectors(&x)) && !(s = rank_itc(&x)) &&
+    if (!(s = open_index(&x, out)) && !(s = query_vectors(&x)) && !(s = rank_itc(&x, out)) &&
         !(s = rerank_itm(&x, out)) && !(s = caption_hits(&x, out)))
         s = fill_result(&x, out);
     if (s) qf_search_result_free(out);

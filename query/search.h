@@ -5,8 +5,10 @@
  *
  * Scores (as README.md's `qformer search` states them): itc = max over the image's query vectors (and the
  * query image's, for image queries) of the dot product; with rerank, itm =
- * mean over queries of the ITM match logit, score = itm + itc, and the
- * reranked results come first ordered by score, the rest by itc. */
+ * mean over queries of the ITM match logit, score = itm + itc. The top
+ * max(k, N) are taken by itc, the first N reranked and ordered by score
+ * ahead of the rest (by itc), and the first k printed: N > k gives the best
+ * k of the N (LAVIS: ITC top-k_test, then ITM). */
 #ifndef QF_SEARCH_H
 #define QF_SEARCH_H
 
@@ -26,7 +28,8 @@ typedef struct {
     const char *prompt;          /* caption prompt, NULL = none                   */
     const qf_gen_params *gen;    /* NULL: the captioning checkpoint's defaults    */
     qf_opt_weights caption_dtype;/* OPT weights for captions (default F32: exact) */
-    int         nprobe;          /* IVF probes (0: FAISS default)                 */
+    int         nprobe;          /* IVF probes (0: the tuned value, else FAISS's) */
+    int         candidates;      /* images rescored exactly (0: the tuned value)  */
 } qf_search_opts;
 
 typedef struct {

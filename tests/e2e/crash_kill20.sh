@@ -137,7 +137,7 @@ for db in dbs:
     r = run("index", "--model", itm, "--db", db, "--quiet", corpus)
     check(f"the index holds {N} images" in r.stdout, "final run: " + r.stdout)
     r = run("index", "--model", itm, "--db", db, "--quiet", corpus)
-    check("indexed 0 images" in r.stdout and f"{N + 2} unchanged" in r.stdout, "nothing left to do: " + r.stdout)
+    check("embedded 0 images" in r.stdout and f"{N + 2} unchanged" in r.stdout, "nothing left to do: " + r.stdout)
 
     fa, ia, ra = export(db, "killed" + os.path.basename(db))
     check(np.array_equal(ia, ib), "ids equal a clean run's")

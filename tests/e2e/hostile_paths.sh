@@ -59,7 +59,7 @@ db = tmp + "/h.db"
 rc, out, err = qf("index", "--model", itm, "--db", db, "--quiet", C)
 check(rc == 0, f"hostile names: exit {rc}: {err!r}")
 n_good = len(good)
-check(f"indexed {n_good + 1} images ({n_good} embedded, 1 failed and skipped)".encode() in out, f"report: {out!r}")
+check(f"embedded {n_good} images, 1 failed (bad input, skipped)".encode() in out, f"report: {out!r}")
 check(b"3 paths could not be scanned" in out, f"3 scan errors (link loop x2, dangling link): {out!r}")
 for n in (b"l1.png", b"l2.png"):
     check(any(n in l and b"symbolic link" in l and b"levels" in l for l in err.splitlines()), f"{n}: loop reported: {err!r}")
@@ -71,7 +71,7 @@ check(all(db_rows[p][0] == "ok" for p in good), "hostile names embedded")
 st, e = db_rows[bad]
 check(st == "error" and e.startswith(bad + b":"), f"bad input recorded with its exact name: {e!r}")
 rc, out, _ = qf("index", "--model", itm, "--db", db, "--quiet", C)
-check(rc == 0 and f"indexed 0 images (0 embedded, 0 failed and skipped), {n_good + 1} unchanged, 0 removed".encode() in out,
+check(rc == 0 and f"embedded 0 images, 0 failed (bad input, skipped), {n_good + 1} unchanged, 0 removed".encode() in out,
       f"re-run: nothing changed: {out!r}")
 
 # export: one JSON object per line, names round-trip through os.fsencode
@@ -143,8 +143,8 @@ lst = fs(tmp + "/list.txt")
 open(lst, "wb").write(C + b"/with space.png\r\n" + fs(tmp) + b"/no/such/file.png\n\n"
                       + C + b"/caf\xe9.png\n/dev/null\n" + C + b"/pipe.png\n" + fs(tmp) + b"/gone.png\n")
 rc, out, err = qf("index", "--model", itm, "--db", tmp + "/l.db", "--quiet", b"@" + lst)
-check(rc == 0, f"@LIST: exit {rc}: {err!r}")
-check(b"indexed 2 images (2 embedded" in out and b"4 paths could not be scanned" in out, f"@LIST report: {out!r}")
+check(rc == 1, f"@LIST with missing entries: exit 1 after indexing the rest: {rc}: {err!r}")
+check(b"embedded 2 images, 0 failed" in out and b"4 paths could not be scanned" in out, f"@LIST report: {out!r}")
 for what, why in ((b"/no/such/file.png", b"No such file"), (b"/gone.png", b"No such file"),
                   (b"/dev/null", b"not a regular file"), (b"pipe.png", b"not a regular file")):
     check(any(what in l and why in l for l in err.splitlines()), f"@LIST: {what} reported ({why}): {err!r}")
@@ -182,18 +182,18 @@ except subprocess.TimeoutExpired:
     check(False, "the run hung (on the FIFO?)")
 check(acted == ("pending", "pending", "pending"), f"the files changed before the run read them: {acted}")
 check(p.returncode == 0, f"vanish/truncate run: exit {p.returncode}: {err!r}")
-check(b"indexed 153 images (150 embedded, 3 failed and skipped)" in out, f"report: {out!r}")
+check(b"embedded 150 images, 3 failed (bad input, skipped)" in out, f"report: {out!r}")
 r = rows(dbv)
 check(r[fifo][0] == "error" and r[fifo][1].startswith(fifo + b": not a regular file"), f"FIFO: {r[fifo]}")
 os.remove(fifo)
 check(r[vanish][0] == "error" and r[vanish][1].startswith(vanish + b": No such file"), f"vanished: {r[vanish]}")
 check(r[trunc][0] == "error" and r[trunc][1].startswith(trunc + b":"), f"truncated: {r[trunc]}")
 rc, out, err = qf("index", "--model", itm, "--db", dbv, "--quiet", V)
-check(rc == 0 and b"indexed 1 image (0 embedded, 1 failed and skipped), 150 unchanged, 2 removed" in out,
+check(rc == 0 and b"embedded 0 images, 1 failed (bad input, skipped), 150 unchanged, 2 removed" in out,
       f"re-run: vanished file and FIFO dropped, truncated one retried: {out!r}")
 open(trunc, "wb").write(trunc_data)
 rc, out, err = qf("index", "--model", itm, "--db", dbv, "--quiet", V)
-check(rc == 0 and b"indexed 1 image (1 embedded, 0 failed" in out, f"restored file embedded: {out!r}")
+check(rc == 0 and b"embedded 1 image, 0 failed" in out, f"restored file embedded: {out!r}")
 
 # ---- 4. unreadable files and folders -----------------------------------------
 # root reads files whatever their mode: as root these runs drop to uid/gid
@@ -227,7 +227,7 @@ if as_user is not None:
     os.chmod(U + b"/secret.png", 0); os.chmod(U + b"/noext", 0)
     rc, out, err = qf("index", "--model", itm, "--db", dbu, "--quiet", U, **as_user)
     check(rc == 0, f"unreadable files: exit {rc}: {err!r}")
-    check(b"indexed 5 images (4 embedded, 1 failed and skipped)" in out and b"1 path could not be scanned" in out,
+    check(b"embedded 4 images, 1 failed (bad input, skipped)" in out and b"1 path could not be scanned" in out,
           f"unreadable files: report {out!r}")
     check(any(b"/u/noext" in l and b"Permission denied" in l for l in err.splitlines()),
           f"an unreadable file without extension is reported: {err!r}")

@@ -18,7 +18,7 @@ import json, os, numpy as np
 from qfcheck import *
 tmp = os.environ["TMPDIR_QF"]; itm = FIX + "/tiny-blip2-itm"; db = tmp + "/x.db"
 r = run("index", "--model", itm, "--db", db, "--quiet", tmp + "/corpus")
-check("indexed 6 images" in r.stdout, "6 images indexed: " + r.stdout)
+check("embedded 6 images" in r.stdout, "6 images indexed: " + r.stdout)
 # images in id order = sorted absolute paths
 paths = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(os.path.realpath(tmp + "/corpus"))
                for f in fs if f != "notes.txt")
@@ -30,6 +30,10 @@ run(*args)
 ref = read_safetensors(tmp + "/ref.safetensors")
 itc, itm_l = ref["itc_scores"], ref["itm_logits"]
 for t, text in enumerate(texts):
+    if not text.strip():                           # an empty query is a usage error (exit 2)
+        r = run("search", "--db", db, "--", text, check=False)
+        check(r.returncode == 2 and "empty" in r.stderr, f"text {t}: empty query refused: {r.stderr!r}")
+        continue
     out = json.loads(run("search", "--db", db, "-k", "6", "--format", "json", "--", text).stdout)
     check(out["query"] == text, "query echoed")
     got = [(x["path"], x["itc"]) for x in out["results"]]

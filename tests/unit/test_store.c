@@ -94,6 +94,8 @@ static void test_migrate_and_refuse(void) {
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", qf_store_binary_schema_version() + 1);
     raw_sql(newer, sql);
+    snprintf(sql, sizeof sql, "PRAGMA application_id = %d", 0x51466D72);   /* qformer's */
+    raw_sql(newer, sql);
     st = NULL;
     CU_ASSERT_EQUAL(qf_store_open(newer, 0, &st), QF_ERR_UNSUPPORTED);
     CU_ASSERT_PTR_NULL(st);
@@ -103,10 +105,13 @@ static void test_migrate_and_refuse(void) {
     /* read-only: a missing file, an old schema, a store that refuses writes */
     CU_ASSERT_EQUAL(qf_store_open(db_path("missing.db"), QF_STORE_READONLY, &st), QF_ERR_IO);
     CU_ASSERT(strstr(qf_last_error(), "missing.db") != NULL);
-    const char *old = db_path("old.db");
-    raw_sql(old, "CREATE TABLE t(x)");
-    CU_ASSERT_EQUAL(qf_store_open(old, QF_STORE_READONLY, &st), QF_ERR_UNSUPPORTED);
-    CU_ASSERT(strstr(qf_last_error(), "qformer index") != NULL);
+    /* another program's database: refused read-only and read-write */
+    const char *other = db_path("other.db");
+    raw_sql(other, "CREATE TABLE t(x)");
+    CU_ASSERT_EQUAL(qf_store_open(other, QF_STORE_READONLY, &st), QF_ERR_FORMAT);
+    CU_ASSERT(strstr(qf_last_error(), "other.db is not a qformer database") != NULL);
+    CU_ASSERT_EQUAL(qf_store_open(other, 0, &st), QF_ERR_FORMAT);
+    CU_ASSERT_PTR_NULL(st);
     CU_ASSERT_EQUAL(qf_store_open(path, QF_STORE_READONLY | QF_STORE_LOCK, &st), QF_ERR_ARG);
     st = open_ok(path, QF_STORE_READONLY);
     int64_t id;
