@@ -1,5 +1,7 @@
-/* image.c - PNG/JPEG decoding to RGB with Pillow's convert("RGB") semantics,
- * Pillow's BICUBIC resampling and BlipImageProcessor preprocessing.
+/* image.c - format sniffing and dispatch, PNG/JPEG decoding to RGB with
+ * Pillow's convert("RGB") semantics, EXIF orientation (exif_transpose),
+ * Pillow's BICUBIC resampling and BlipImageProcessor preprocessing. The other
+ * formats are decoded in embed/img_{webp,gif,tiff,bmp,heif}.c (img_codec.h).
  *
  * libpng and libjpeg report errors through longjmp: every value changed after
  * the setjmp lives in a job struct owned by the caller of the function that
@@ -7,6 +9,9 @@
  * library prints: their messages become the qf error text (warnings go to the
  * debug log). */
 #include "embed/image.h"
+
+#include "embed/exif.h"
+#include "embed/img_codec.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -43,44 +48,68 @@ void qf_img_free(qf_img *img) {
 
 static const uint8_t png_magic[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 
+static uint32_t be32(const uint8_t *b) {
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* ISO-BMFF "ftyp" box: HEIF/HEIC or AVIF by the major brand, or for the
+ * generic major brands (mif1, msf1, ...) by the compatible brands that fit
+ * in the box and in the buffer. */
+static qf_img_format sniff_ftyp(const uint8_t *b, size_t n) {
+    static const char heif_brands[][5] = { "heic", "heix", "heim", "heis", "hevc", "hevx",
+                                           "hevm", "hevs" };
+    static const char generic[][5] = { "mif1", "msf1", "mif2", "miaf" };
+    if (n < 12 || memcmp(b + 4, "ftyp", 4) != 0) return QF_IMG_FMT_UNKNOWN;
+    const uint8_t *major = b + 8;
+    if (!memcmp(major, "avif", 4) || !memcmp(major, "avis", 4)) return QF_IMG_FMT_AVIF;
+    for (size_t i = 0; i < sizeof heif_brands / sizeof *heif_brands; i++)
+        if (!memcmp(major, heif_brands[i], 4)) return QF_IMG_FMT_HEIF;
+    int is_generic = 0;
+    for (size_t i = 0; i < sizeof generic / sizeof *generic; i++)
+        if (!memcmp(major, generic[i], 4)) is_generic = 1;
+    if (!is_generic) return QF_IMG_FMT_UNKNOWN;
+    size_t box = be32(b);
+    if (box > n) box = n;
+    for (size_t off = 16; off + 4 <= box; off += 4)
+        if (!memcmp(b + off, "avif", 4) || !memcmp(b + off, "avis", 4)) return QF_IMG_FMT_AVIF;
+    return QF_IMG_FMT_HEIF;
+}
+
 qf_img_format qf_img_sniff(const void *buf, size_t n) {
     const uint8_t *b = buf;
     if (n >= 8 && memcmp(b, png_magic, 8) == 0) return QF_IMG_FMT_PNG;
     if (n >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return QF_IMG_FMT_JPEG;
-    return QF_IMG_FMT_UNKNOWN;
+    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0) return QF_IMG_FMT_WEBP;
+    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0)) return QF_IMG_FMT_GIF;
+    if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0 ||
+                   memcmp(b, "II+\0", 4) == 0 || memcmp(b, "MM\0+", 4) == 0))
+        return QF_IMG_FMT_TIFF;
+    if (n >= 18 && b[0] == 'B' && b[1] == 'M') {     /* + a DIB header size Pillow knows */
+        uint32_t dib = b[14] | b[15] << 8 | (uint32_t)b[16] << 16 | (uint32_t)b[17] << 24;
+        if (dib == 12 || dib == 40 || dib == 52 || dib == 56 || dib == 64 || dib == 108 ||
+            dib == 124)
+            return QF_IMG_FMT_BMP;
+    }
+    return sniff_ftyp(b, n);
 }
 
 const char *qf_img_format_name(qf_img_format f) {
     switch (f) {
     case QF_IMG_FMT_PNG:  return "PNG";
     case QF_IMG_FMT_JPEG: return "JPEG";
+    case QF_IMG_FMT_WEBP: return "WebP";
+    case QF_IMG_FMT_GIF:  return "GIF";
+    case QF_IMG_FMT_TIFF: return "TIFF";
+    case QF_IMG_FMT_BMP:  return "BMP";
+    case QF_IMG_FMT_HEIF: return "HEIF";
+    case QF_IMG_FMT_AVIF: return "AVIF";
     default:              return "unknown";
     }
 }
 
-/* Image formats PIL would open but qformer does not decode (for messages). */
-static const char *other_format(const uint8_t *b, size_t n) {
-    if (n >= 6 && (memcmp(b, "GIF87a", 6) == 0 || memcmp(b, "GIF89a", 6) == 0)) return "GIF";
-    if (n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "WEBP", 4) == 0) return "WebP";
-    if (n >= 4 && (memcmp(b, "II*\0", 4) == 0 || memcmp(b, "MM\0*", 4) == 0)) return "TIFF";
-    if (n >= 12 && memcmp(b + 4, "ftyp", 4) == 0) {
-        static const char brands[][5] = { "heic", "heix", "heim", "heis", "mif1", "msf1",
-                                          "avif", "avis" };
-        for (size_t i = 0; i < sizeof brands / sizeof *brands; i++)
-            if (memcmp(b + 8, brands[i], 4) == 0) return "HEIF/AVIF";
-    }
-    if (n >= 18 && b[0] == 'B' && b[1] == 'M') {     /* + a known DIB header size */
-        unsigned dib = b[14] | b[15] << 8 | (unsigned)b[16] << 16 | (unsigned)b[17] << 24;
-        if (dib == 12 || dib == 40 || dib == 52 || dib == 56 || dib == 64 || dib == 108 ||
-            dib == 124)
-            return "BMP";
-    }
-    return NULL;
-}
-
 /* Refuses images above the pixel limit from header values, before any
  * pixel buffer exists. */
-static qf_status check_size(const char *name, uint64_t w, uint64_t h, const qf_img_limits *lim) {
+qf_status qf_img_check_size(const char *name, uint64_t w, uint64_t h, const qf_img_limits *lim) {
     if (w == 0 || h == 0)
         return qf_errorf(QF_ERR_FORMAT, "%s: image has zero size (%llu x %llu)", name,
                          (unsigned long long)w, (unsigned long long)h);
@@ -90,6 +119,52 @@ static qf_status check_size(const char *name, uint64_t w, uint64_t h, const qf_i
                          "%s: decompression bomb: %llu x %llu = %llu pixels, more than the "
                          "limit of %llu", name, (unsigned long long)w, (unsigned long long)h,
                          (unsigned long long)px, (unsigned long long)lim->max_pixels);
+    return QF_OK;
+}
+
+qf_status qf_img_alloc(qf_img *out, int w, int h, const char *name, const char *fmt) {
+    out->rgb = qf_malloc((size_t)w * h * 3);
+    if (!out->rgb)
+        return qf_errorf(QF_ERR_NOMEM, "%s: cannot allocate %d x %d RGB pixels for the %s image",
+                         name, w, h, fmt);
+    out->w = w;
+    out->h = h;
+    return QF_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* EXIF orientation (ImageOps.exif_transpose)                               */
+/* ------------------------------------------------------------------------ */
+
+/* Source pixel of output pixel (x, y) for each orientation, as Pillow's
+ * Image.transpose methods map them (w, h: source size). */
+qf_status qf_img_orient(qf_img *img, int o) {
+    if (o < 2 || o > 8 || !img->rgb) return QF_OK;
+    const int w = img->w, h = img->h, swap = o >= 5;
+    const int ow = swap ? h : w, oh = swap ? w : h;
+    uint8_t *dst = qf_malloc((size_t)w * h * 3);
+    if (!dst) return qf_errorf(QF_ERR_NOMEM, "cannot allocate %d x %d pixels to orient the image", w, h);
+    for (int y = 0; y < oh; y++) {
+        uint8_t *d = dst + (size_t)y * ow * 3;
+        for (int x = 0; x < ow; x++, d += 3) {
+            int sx, sy;
+            switch (o) {
+            case 2:  sx = w - 1 - x; sy = y;         break;   /* FLIP_LEFT_RIGHT */
+            case 3:  sx = w - 1 - x; sy = h - 1 - y; break;   /* ROTATE_180      */
+            case 4:  sx = x;         sy = h - 1 - y; break;   /* FLIP_TOP_BOTTOM */
+            case 5:  sx = y;         sy = x;         break;   /* TRANSPOSE       */
+            case 6:  sx = y;         sy = h - 1 - x; break;   /* ROTATE_270      */
+            case 7:  sx = w - 1 - y; sy = h - 1 - x; break;   /* TRANSVERSE      */
+            default: sx = w - 1 - y; sy = x;         break;   /* 8: ROTATE_90    */
+            }
+            const uint8_t *s = img->rgb + ((size_t)sy * w + sx) * 3;
+            d[0] = s[0]; d[1] = s[1]; d[2] = s[2];
+        }
+    }
+    qf_free(img->rgb);
+    img->rgb = dst;
+    img->w = ow;
+    img->h = oh;
     return QF_OK;
 }
 
@@ -120,6 +195,7 @@ typedef struct {
     uint8_t       *raw;                /* one raw row, or all rows (Adam7)   */
     png_bytep     *rows;
     qf_img         img;
+    int            orientation;        /* EXIF orientation of an eXIf chunk  */
 } png_job;
 
 static void png_on_error(png_structp png, png_const_charp msg) {
@@ -181,6 +257,23 @@ static void png_row_to_rgb(const png_job *j, const uint8_t *in, uint8_t *out, in
     }
 }
 
+static void png_exif(png_job *j) {
+    png_uint_32 len = 0;
+    png_bytep exif = NULL;
+    if (!j->orientation && png_get_eXIf_1(j->png, j->info, &len, &exif) && exif)
+        j->orientation = qf_exif_orientation(exif, len);
+}
+
+/* eXIf after the image data: Pillow's getexif() loads the image and reads
+ * the chunks up to IEND (load_end), stopping quietly at the first bad one;
+ * so does this (a libpng error here only ends the search). Its own setjmp:
+ * no libpng call but png_destroy_read_struct follows. */
+static void png_exif_after_idat(png_job *j) {
+    if (setjmp(png_jmpbuf(j->png))) return;
+    png_read_end(j->png, j->info);
+    png_exif(j);
+}
+
 static qf_status png_run(png_job *j) {
     if (setjmp(png_jmpbuf(j->png))) {
         if (j->truncated)
@@ -200,12 +293,16 @@ static qf_status png_run(png_job *j) {
      * through a small buffer, CRC still checked (fuzz:
      * tests/fuzz/regress/image/png_huge_itxt_length). */
     png_set_keep_unknown_chunks(j->png, PNG_HANDLE_CHUNK_NEVER, NULL, -1);
+    /* ... except eXIf: Pillow applies its orientation (exif_transpose). */
+    static const png_byte exif_name[] = "eXIf";
+    png_set_keep_unknown_chunks(j->png, PNG_HANDLE_CHUNK_AS_DEFAULT, exif_name, 1);
     png_read_info(j->png, j->info);
+    png_exif(j);
 
     png_uint_32 w, h;
     int depth, ctype, interlace;
     png_get_IHDR(j->png, j->info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
-    qf_status st = check_size(j->name, w, h, &j->lim);
+    qf_status st = qf_img_check_size(j->name, w, h, &j->lim);
     if (st) return st;
 
     if (ctype == PNG_COLOR_TYPE_PALETTE) {
@@ -247,12 +344,13 @@ static qf_status png_run(png_job *j) {
             png_row_to_rgb(j, j->raw, j->img.rgb + (size_t)y * w * 3, (int)w, ctype, depth);
         }
     }
-    /* Like PIL, nothing after the image data (IEND, trailing chunks) is read. */
+    /* Nothing after the image data is needed, except an eXIf chunk placed
+     * there (see png_exif_after_idat). */
     return QF_OK;
 }
 
 static qf_status decode_png(const uint8_t *buf, size_t n, const char *name,
-                            const qf_img_limits *lim, qf_img *out) {
+                            const qf_img_limits *lim, qf_img *out, int *orientation) {
     png_job j;
     memset(&j, 0, sizeof j);
     j.name = name;
@@ -266,6 +364,7 @@ static qf_status decode_png(const uint8_t *buf, size_t n, const char *name,
         st = qf_errorf(QF_ERR_NOMEM, "%s: cannot create a PNG decoder", name);
     else
         st = png_run(&j);
+    if (!st && !j.orientation) png_exif_after_idat(&j);
     png_destroy_read_struct(&j.png, &j.info, NULL);
     qf_free(j.rows);
     qf_free(j.raw);
@@ -274,6 +373,7 @@ static qf_status decode_png(const uint8_t *buf, size_t n, const char *name,
         return st;
     }
     *out = j.img;
+    *orientation = j.orientation;
     return QF_OK;
 }
 
@@ -316,6 +416,7 @@ typedef struct {
     int                           created;
     uint8_t                      *row;
     qf_img                        img;
+    int                           orientation;
 } jpeg_job;
 
 static void jpeg_on_error(j_common_ptr cinfo) {
@@ -392,9 +493,16 @@ static qf_status jpeg_run(jpeg_job *j) {
     j->src.pub.next_input_byte = j->src.buf;
     j->src.pub.bytes_in_buffer = j->src.n;
     ci->src = &j->src.pub;
+    jpeg_save_markers(ci, JPEG_APP0 + 1, 0xffff);
 
     jpeg_read_header(ci, TRUE);
-    qf_status st = check_size(j->name, ci->image_width, ci->image_height, &j->lim);
+    /* Pillow keeps the first APP1 segment starting "Exif\0" as info["exif"]. */
+    for (jpeg_saved_marker_ptr m = ci->marker_list; m; m = m->next)
+        if (m->marker == JPEG_APP0 + 1 && m->data_length >= 5 && !memcmp(m->data, "Exif", 5)) {
+            j->orientation = qf_exif_orientation(m->data, m->data_length);
+            break;
+        }
+    qf_status st = qf_img_check_size(j->name, ci->image_width, ci->image_height, &j->lim);
     if (st) return st;
     switch (ci->num_components) {
     case 1: ci->out_color_space = JCS_GRAYSCALE; break;
@@ -435,7 +543,7 @@ static qf_status jpeg_run(jpeg_job *j) {
 }
 
 static qf_status decode_jpeg(const uint8_t *buf, size_t n, const char *name,
-                             const qf_img_limits *lim, qf_img *out) {
+                             const qf_img_limits *lim, qf_img *out, int *orientation) {
     jpeg_job job, *j = &job;
     memset(j, 0, sizeof *j);
     j->name = j->err.name = name;
@@ -446,7 +554,7 @@ static qf_status decode_jpeg(const uint8_t *buf, size_t n, const char *name,
     if (j->created) jpeg_destroy_decompress(&j->cinfo);
     qf_free(j->row);
     if (st) qf_img_free(&j->img);
-    else *out = j->img;
+    else { *out = j->img; *orientation = j->orientation; }
     return st;
 }
 
@@ -461,25 +569,48 @@ qf_status qf_img_decode_mem(const void *buf, size_t n, const char *name,
     qf_img_limits l = limits_or_default(lim);
     const uint8_t *b = buf;
     if (n == 0) return qf_errorf(QF_ERR_FORMAT, "%s: empty file (0 bytes)", name);
+    qf_img_decoder dec = NULL;
     switch (qf_img_sniff(b, n)) {
-    case QF_IMG_FMT_PNG:  return decode_png(b, n, name, &l, out);
-    case QF_IMG_FMT_JPEG: return decode_jpeg(b, n, name, &l, out);
+    case QF_IMG_FMT_PNG:  dec = decode_png;  break;
+    case QF_IMG_FMT_JPEG: dec = decode_jpeg; break;
+    case QF_IMG_FMT_WEBP: dec = qf_img_decode_webp; break;
+    case QF_IMG_FMT_GIF:  dec = qf_img_decode_gif;  break;
+    case QF_IMG_FMT_TIFF: dec = qf_img_decode_tiff; break;
+    case QF_IMG_FMT_BMP:  dec = qf_img_decode_bmp;  break;
+    case QF_IMG_FMT_HEIF:
+    case QF_IMG_FMT_AVIF: dec = qf_img_decode_heif; break;
     default: break;
+    }
+    if (dec) {
+        int orientation = 0;
+        qf_img img = { 0 };
+        qf_status st = dec(b, n, name, &l, &img, &orientation);
+        if (!st && (st = qf_img_orient(&img, orientation))) qf_error_prefix(st, "%s", name);
+        if (st) {
+            qf_img_free(&img);
+            return st;
+        }
+        *out = img;
+        return QF_OK;
     }
     if (n < 8 && memcmp(b, png_magic, n) == 0)
         return qf_errorf(QF_ERR_FORMAT, "%s: truncated PNG (%zu bytes)", name, n);
     if (n < 3 && b[0] == 0xff && (n == 1 || b[1] == 0xd8))
         return qf_errorf(QF_ERR_FORMAT, "%s: truncated JPEG (%zu bytes)", name, n);
-    const char *other = other_format(b, n);
-    if (other)
-        return qf_errorf(QF_ERR_UNSUPPORTED, "%s: %s images are not supported (PNG and JPEG only)",
-                         name, other);
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M')
+        return qf_errorf(QF_ERR_FORMAT, "%s: corrupt BMP: %zu bytes, no DIB header size Pillow "
+                         "knows (12, 40, 52, 56, 64, 108, 124) after \"BM\"", name, n);
     /* show the first bytes that exist (a 1-byte file shows one byte) */
     char hex[16] = "";
     size_t len = 0;
     for (size_t i = 0; i < n && i < 4; i++)
         len += (size_t)snprintf(hex + len, sizeof hex - len, "%s%02x", i ? " " : "", b[i]);
-    return qf_errorf(QF_ERR_FORMAT, "%s: not a PNG or JPEG image (starts with bytes %s)", name, hex);
+    const char *ext = strrchr(name, '.');
+    if (ext && !strchr(ext, '/') && ext[1] && strlen(ext) <= 6)
+        return qf_errorf(QF_ERR_FORMAT, "%s: not a %s image, nor any image qformer reads (PNG, JPEG, "
+                         "WebP, GIF, TIFF, BMP, HEIF, AVIF): starts with bytes %s", name, ext + 1, hex);
+    return qf_errorf(QF_ERR_FORMAT, "%s: not an image qformer reads (PNG, JPEG, WebP, GIF, TIFF, "
+                     "BMP, HEIF, AVIF): starts with bytes %s", name, hex);
 }
 
 qf_status qf_img_load(const char *path, const qf_img_limits *lim, qf_img *out) {

@@ -1,10 +1,16 @@
-/* image.h - image decoding (PNG via libpng, JPEG via libjpeg-turbo), PIL-exact
- * BICUBIC resizing and the Hugging Face BlipImageProcessor preprocessing.
+/* image.h - image decoding, PIL-exact BICUBIC resizing and the Hugging Face
+ * BlipImageProcessor preprocessing.
  *
- * Decoded images are 8-bit RGB, HWC, with the pixels PIL's Image.open(...)
- * .convert("RGB") gives for the same file (alpha dropped, grey and palette
- * expanded, 16-bit samples reduced the way Pillow does: see image.c). The
- * format is found from the magic bytes, never from the file name. */
+ * Formats: PNG (libpng), JPEG (libjpeg-turbo), WebP (libwebp + libwebpdemux),
+ * GIF (giflib), TIFF (libtiff), BMP (embed/img_bmp.c), HEIF/HEIC/AVIF
+ * (libheif). Decoded images are 8-bit RGB, HWC, with the pixels
+ * transformers.image_utils.load_image gives for the same file: Pillow's
+ * Image.open, ImageOps.exif_transpose (EXIF orientation of JPEG APP1, PNG
+ * eXIf, WebP EXIF and TIFF IFD0), convert("RGB") (alpha dropped, grey and
+ * palette expanded, 16-bit samples reduced the way Pillow does). HEIF/AVIF
+ * (which Pillow cannot open) are libheif's RGB with the file's rotation and
+ * mirror transforms applied. The format is found from the magic bytes, never
+ * from the file name. */
 #ifndef QF_IMAGE_H
 #define QF_IMAGE_H
 
@@ -17,6 +23,12 @@ typedef enum {
     QF_IMG_FMT_UNKNOWN = 0,
     QF_IMG_FMT_PNG,
     QF_IMG_FMT_JPEG,
+    QF_IMG_FMT_WEBP,
+    QF_IMG_FMT_GIF,
+    QF_IMG_FMT_TIFF,
+    QF_IMG_FMT_BMP,
+    QF_IMG_FMT_HEIF,      /* HEIF / HEIC ("ftyp" brands heic, mif1, ...) */
+    QF_IMG_FMT_AVIF,      /* AVIF ("ftyp" brands avif, avis)             */
 } qf_img_format;
 
 /* PIL's Image.MAX_IMAGE_PIXELS (PIL itself only warns above it and refuses
@@ -45,13 +57,21 @@ void qf_img_free(qf_img *img);            /* frees rgb and zeroes *img; NULL ok 
 
 /* Format of an encoded image from its first bytes (n may be short). */
 qf_img_format qf_img_sniff(const void *buf, size_t n);
-const char   *qf_img_format_name(qf_img_format f);     /* "PNG", "JPEG", "unknown" */
+const char   *qf_img_format_name(qf_img_format f);     /* "PNG", "JPEG", "WebP", ..., "unknown" */
+
+/* Applies an EXIF orientation (1..8) in place as ImageOps.exif_transpose
+ * does: 2 FLIP_LEFT_RIGHT, 3 ROTATE_180, 4 FLIP_TOP_BOTTOM, 5 TRANSPOSE,
+ * 6 ROTATE_270, 7 TRANSVERSE, 8 ROTATE_90; 5..8 swap w and h. Other values
+ * leave the image as it is. QF_ERR_NOMEM leaves it unchanged. */
+qf_status qf_img_orient(qf_img *img, int orientation);
 
 /* Reads and decodes the file at `path`. lim: NULL = defaults. On failure
  * *out is zeroed and the error text names the file and the problem:
  * QF_ERR_IO (unreadable), QF_ERR_FORMAT (empty, not an image, truncated,
- * corrupt), QF_ERR_UNSUPPORTED (another image format, e.g. GIF), QF_ERR_LIMIT
- * (pixel or file-size limit; "decompression bomb" with width x height). */
+ * corrupt), QF_ERR_UNSUPPORTED (an image variant no decoder handles, e.g. a
+ * 12-bit TIFF or a format seen by its magic that is not decoded), QF_ERR_LIMIT
+ * (pixel or file-size limit; "decompression bomb" with width x height). The
+ * EXIF orientation is applied (w, h are the upright size). */
 qf_status qf_img_load(const char *path, const qf_img_limits *lim, qf_img *out);
 
 /* Same from memory; `buf` is borrowed for the call only; `name` is used in

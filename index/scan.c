@@ -16,7 +16,8 @@
 #define LIST_MAX_BYTES ((size_t)1 << 30)
 
 static const char *const image_exts[] = {
-    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".webp", ".tif", ".tiff", NULL,
+    ".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".gif", ".bmp", ".dib", ".webp", ".tif", ".tiff",
+    ".heic", ".heif", ".hif", ".avif", NULL,
 };
 
 int qf_scan_has_image_ext(const char *name) {

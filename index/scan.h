@@ -2,9 +2,12 @@
  * recursively, sorted by name so ids are assigned in the same order on every
  * run), and @LIST files holding one path per line.
  *
- * A file is a candidate when its first bytes are a PNG or JPEG signature or
- * its name has an image extension (so that a broken "photo.jpg" is reported
- * rather than silently ignored). Symbolic links to files are followed;
+ * A file is a candidate when its first bytes are the signature of a format
+ * qformer decodes (qf_img_sniff: PNG, JPEG, WebP, GIF, TIFF, BMP, HEIF,
+ * AVIF) or its name has an image extension, in any case (.png .jpg .jpeg
+ * .jpe .jfif .gif .bmp .dib .webp .tif .tiff .heic .heif .hif .avif): a
+ * broken "photo.HEIC" is indexed as a failure with its reason, never
+ * skipped silently. Symbolic links to files are followed;
  * symbolic links to folders are not (no loops). Problems (unreadable folder,
  * missing path) are collected as per-path errors; the scan goes on. */
 #ifndef QF_SCAN_H

@@ -141,7 +141,9 @@ static void html_escape(FILE *f, const char *str) {
 }
 
 /* Thumbnail of the image at path, longest side px, as a JPEG data URI
- * (qf_malloc'd). */
+ * (qf_malloc'd). Decoded by qf_img_load like the embedding, so the EXIF
+ * orientation is applied here too and the (EXIF-free) thumbnail shows what
+ * the model saw, not what a browser makes of the original file. */
 static qf_status thumbnail(const char *path, int px, char **uri) {
     *uri = NULL;
     qf_img img = { 0 }, small = { 0 };

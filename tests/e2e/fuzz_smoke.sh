@@ -17,6 +17,7 @@ if ! command -v clang >/dev/null 2>&1; then
     exit 1
 fi
 bash "$fuzz/build.sh" "$out"
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$QF_SOURCE_DIR/tests/lsan.supp}
 
 # Regression inputs and seeds: each runs once (a crash, leak or failed check
 # exits non-zero).

@@ -487,16 +487,17 @@ static void test_bad_empty_random_text(void) {
     junk[0] = 0x12;                                    /* not a magic by chance */
     const char *random = tmp_path("random.png");
     write_bytes(random, junk, sizeof junk);
-    expect_load_error(random, NULL, QF_ERR_FORMAT, "not a PNG or JPEG");
+    expect_load_error(random, NULL, QF_ERR_FORMAT, "image qformer reads");
 
     const char *text = tmp_path("notes.png");
     const char *msg = "hello, this is a text file and not an image\n";
     write_bytes(text, msg, strlen(msg));
-    expect_load_error(text, NULL, QF_ERR_FORMAT, "not a PNG or JPEG");
+    expect_load_error(text, NULL, QF_ERR_FORMAT, "image qformer reads");
 
+    /* a GIF (found by magic under a .png name) with no image: named as a GIF */
     const char *gif = tmp_path("anim.png");
     write_bytes(gif, "GIF89a\x01\0\x01\0\0\0\0;", 14);
-    expect_load_error(gif, NULL, QF_ERR_UNSUPPORTED, "GIF");
+    expect_load_error(gif, NULL, QF_ERR_FORMAT, "GIF");
 
     expect_load_error("/nonexistent/dir/x.png", NULL, QF_ERR_IO, NULL);
 
@@ -518,7 +519,22 @@ static void test_sniff(void) {
     CU_ASSERT_EQUAL(qf_img_sniff("\x89PNG\r\n\x1a", 7), QF_IMG_FMT_UNKNOWN);
     CU_ASSERT_EQUAL(qf_img_sniff("\xff\xd8\xff\xe0", 4), QF_IMG_FMT_JPEG);
     CU_ASSERT_EQUAL(qf_img_sniff("\xff\xd8", 2), QF_IMG_FMT_UNKNOWN);
-    CU_ASSERT_EQUAL(qf_img_sniff("GIF89a", 6), QF_IMG_FMT_UNKNOWN);
+    CU_ASSERT_EQUAL(qf_img_sniff("GIF89a", 6), QF_IMG_FMT_GIF);
+    CU_ASSERT_EQUAL(qf_img_sniff("GIF89", 5), QF_IMG_FMT_UNKNOWN);
+    CU_ASSERT_EQUAL(qf_img_sniff("RIFF\x10\0\0\0WEBPVP8 ", 16), QF_IMG_FMT_WEBP);
+    CU_ASSERT_EQUAL(qf_img_sniff("RIFF\x10\0\0\0WAVEfmt ", 16), QF_IMG_FMT_UNKNOWN);
+    CU_ASSERT_EQUAL(qf_img_sniff("II*\0", 4), QF_IMG_FMT_TIFF);
+    CU_ASSERT_EQUAL(qf_img_sniff("MM\0*", 4), QF_IMG_FMT_TIFF);
+    CU_ASSERT_EQUAL(qf_img_sniff("BM\0\0\0\0\0\0\0\0\0\0\0\0\x28\0\0\0", 18), QF_IMG_FMT_BMP);
+    CU_ASSERT_EQUAL(qf_img_sniff("BM\0\0\0\0\0\0\0\0\0\0\0\0\x29\0\0\0", 18), QF_IMG_FMT_UNKNOWN);
+    CU_ASSERT_EQUAL(qf_img_sniff("\0\0\0\x18" "ftypheic\0\0\0\0mif1heic", 24), QF_IMG_FMT_HEIF);
+    CU_ASSERT_EQUAL(qf_img_sniff("\0\0\0\x18" "ftypavif\0\0\0\0mif1miaf", 24), QF_IMG_FMT_AVIF);
+    /* generic major brand: the compatible brands decide */
+    CU_ASSERT_EQUAL(qf_img_sniff("\0\0\0\x18" "ftypmif1\0\0\0\0mif1avif", 24), QF_IMG_FMT_AVIF);
+    CU_ASSERT_EQUAL(qf_img_sniff("\0\0\0\x18" "ftypmif1\0\0\0\0mif1heic", 24), QF_IMG_FMT_HEIF);
+    CU_ASSERT_EQUAL(qf_img_sniff("\0\0\0\x18" "ftypisom\0\0\0\0isomavc1", 24), QF_IMG_FMT_UNKNOWN);
+    CU_ASSERT_STRING_EQUAL(qf_img_format_name(QF_IMG_FMT_WEBP), "WebP");
+    CU_ASSERT_STRING_EQUAL(qf_img_format_name(QF_IMG_FMT_AVIF), "AVIF");
     CU_ASSERT_EQUAL(qf_img_sniff("", 0), QF_IMG_FMT_UNKNOWN);
     CU_ASSERT_STRING_EQUAL(qf_img_format_name(QF_IMG_FMT_PNG), "PNG");
     CU_ASSERT_STRING_EQUAL(qf_img_format_name(QF_IMG_FMT_JPEG), "JPEG");
