@@ -304,13 +304,7 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
     if ((s = qf_dbinfo_get(db_path, &d))) return qf_cli_fail("info", s);
     int64_t total = d.counts[QF_IMAGE_OK] + d.counts[QF_IMAGE_ERROR] + d.counts[QF_IMAGE_PENDING];
     if (json) {
-        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:I, s:I, s:b, s:i}",
-            "db", db_path, "images", (json_int_t)total, "ok", (json_int_t)d.counts[QF_IMAGE_OK],
-            "failed", (json_int_t)d.counts[QF_IMAGE_ERROR], "pending", (json_int_t)d.counts[QF_IMAGE_PENDING],
-            "model", d.model_path, "model_fingerprint", d.fingerprint, "factory", d.factory, "pooled", d.pooled,
-            "dim", d.dim, "n_query", d.n_query, "index_file", d.index_file, "db_bytes", (json_int_t)d.db_bytes,
-            "index_bytes", (json_int_t)d.faiss_bytes, "index_vectors", (json_int_t)d.faiss_ntotal,
-            "index_in_sync", d.faiss_generation == d.generation, "schema_version", d.schema_version);
+        json_t *o = qf_dbinfo_json(db_path, &d);
         char *txt = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
         if (txt) puts(txt);
         free(txt);

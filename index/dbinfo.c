@@ -158,3 +158,14 @@ done:
     qf_store_close(st);
     return s;
 }
+
+json_t *qf_dbinfo_json(const char *db_path, const qf_dbinfo *d) {
+    int64_t total = d->counts[QF_IMAGE_OK] + d->counts[QF_IMAGE_ERROR] + d->counts[QF_IMAGE_PENDING];
+    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:I, s:I, s:b, s:i}",
+        "db", db_path, "images", (json_int_t)total, "ok", (json_int_t)d->counts[QF_IMAGE_OK],
+        "failed", (json_int_t)d->counts[QF_IMAGE_ERROR], "pending", (json_int_t)d->counts[QF_IMAGE_PENDING],
+        "model", d->model_path, "model_fingerprint", d->fingerprint, "factory", d->factory, "pooled", d->pooled,
+        "dim", d->dim, "n_query", d->n_query, "index_file", d->index_file, "db_bytes", (json_int_t)d->db_bytes,
+        "index_bytes", (json_int_t)d->faiss_bytes, "index_vectors", (json_int_t)d->faiss_ntotal,
+        "index_in_sync", d->faiss_generation == d->generation, "schema_version", d->schema_version);
+}
