@@ -11,7 +11,7 @@
 #include "embed/kernels_cpu.h"
 #include "embed/ops.h"
 #include "embed/safetensors.h"
-#include "query/opt.h"
+#include "embed/opt.h"
 
 #include <cblas.h>
 #include <getopt.h>
@@ -415,7 +415,7 @@ static qf_status bench_opt(int repeat, int n_decode, int json, qf_opt_weights wt
     double t0 = now();
     if (!tp || !td) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_opt(&ts)) || (s = tensor_set_open(&ts, "<bench opt>", &st))) goto done;
-    if ((s = qf_opt_load_as(st, &cfg, wt, &m))) goto done;
+    if ((s = qf_opt_load(st, &cfg, wt, &m))) goto done;
     if ((s = qf_opt_cache_init(m, 1, T + n_decode, &c))) goto done;
     progress(json, "bench: OPT weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
     prefix = malloc((size_t)T * DO * sizeof *prefix);

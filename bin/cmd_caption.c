@@ -4,7 +4,7 @@
 
 #include "embed/hub.h"
 #include "index/export.h"
-#include "query/caption.h"
+#include "embed/caption.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -97,7 +97,7 @@ int qf_cmd_caption(int argc, char **argv) {
     model_dir = model_buf;
 
     qf_captioner *cap = NULL;
-    qf_status s = qf_captioner_load_as(model_dir, wt, &cap);
+    qf_status s = qf_captioner_load(model_dir, wt, &cap);
     if (s) return qf_cli_fail("caption", s);
     qf_gen_params p = *qf_captioner_defaults(cap);
     if (max_new > 0) p.max_new_tokens = max_new;

@@ -119,7 +119,7 @@ int qf_cmd_index(int argc, char **argv) {
     if (rank == 0 && !quiet) { o.on_progress = on_progress; o.progress_user = &ps; }
 
     qf_index_report r;
-    s = qf_index_run(&o, &r);
+    s = qf_mpi_index_run(&o, &r);
     if (s) {
         if (qf_mpi_size() > 1) fprintf(stderr, "qformer index: rank %d: %s\n", rank, qf_last_error());
         else qf_cli_fail("index", s);

@@ -12,7 +12,7 @@
 #include "embed/config.h"
 #include "embed/hub.h"
 #include "embed/safetensors.h"
-#include "query/opt.h"
+#include "embed/opt.h"
 
 #include "index/dbinfo.h"
 
@@ -242,7 +242,7 @@ static int info_model(const char *dir, int json) {
     int retrieval = cfg.qformer.use_qformer_text_input != 0;
     int parts = retrieval ? QF_BLIP2_ALL : QF_BLIP2_VISION | QF_BLIP2_QFORMER;
     if ((s = qf_blip2_load(dir, parts, &m))) return qf_cli_fail("info", s);
-    if (cfg.text.present && (s = qf_opt_load(qf_blip2_weights(m), qf_blip2_get_config(m), &opt))) {
+    if (cfg.text.present && (s = qf_opt_load(qf_blip2_weights(m), qf_blip2_get_config(m), QF_OPT_F32, &opt))) {
         qf_error_prefix(s, "%s", dir);
         qf_blip2_free(m);
         return qf_cli_fail("info", s);

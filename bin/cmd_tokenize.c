@@ -9,7 +9,7 @@
 #include "embed/bert.h"
 #include "embed/config.h"
 #include "embed/hub.h"
-#include "query/bpe.h"
+#include "embed/bpe.h"
 
 #include <getopt.h>
 #include <jansson.h>

@@ -34,7 +34,10 @@ static qf_status fill(qf_store *st, const char *db_path, qf_dbinfo *o) {
     meta_copy(st, "model_path", o->model_path, sizeof o->model_path);
     meta_copy(st, "model_fingerprint", o->fingerprint, sizeof o->fingerprint);
     meta_copy(st, "factory", o->factory, sizeof o->factory);
-    snprintf(o->index_file, sizeof o->index_file, "%s.faiss", db_path);   /* always beside the database */
+    char *ip = qf_store_index_path(db_path);
+    if (!ip) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    snprintf(o->index_file, sizeof o->index_file, "%s", ip);
+    qf_free(ip);
     o->dim = (int)meta_i64(st, "dim", 0);
     o->n_query = (int)meta_i64(st, "n_query", 0);
     o->pooled = (int)meta_i64(st, "pooled", 0);

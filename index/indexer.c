@@ -156,7 +156,6 @@ static qf_status check_settings(qf_indexer *ix) {
         (s = meta_set_int(st, "pooled", ix->pooled)) ||
         (s = meta_set_int(st, "dim", ix->E)) ||
         (s = meta_set_int(st, "n_query", ix->Q)) ||
-        (s = qf_store_meta_set(st, "index_file", strrchr(ix->faiss_path, '/') ? strrchr(ix->faiss_path, '/') + 1 : ix->faiss_path)) ||
         (changed && (s = meta_set_int(st, "faiss_generation", -1)))) {
         qf_store_rollback(st);
         goto done;
@@ -349,11 +348,9 @@ qf_status qf_indexer_open(const qf_index_opts *o, int ranks, qf_indexer **out) {
     if (ix->o.batch < 1) ix->o.batch = 8;
     ix->ranks = ranks;
     ix->per_rank = qf_calloc((size_t)ranks, sizeof *ix->per_rank);
-    size_t plen = strlen(o->db_path) + 7;
-    ix->faiss_path = qf_malloc(plen);
+    ix->faiss_path = qf_store_index_path(o->db_path);
     qf_status s;
     if (!ix->per_rank || !ix->faiss_path) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto fail; }
-    snprintf(ix->faiss_path, plen, "%s.faiss", o->db_path);
     if ((s = qf_blip2_inspect(o->model_dir, &ix->cfg, ix->fingerprint))) goto fail;
     ix->Q = ix->cfg.num_query_tokens;
     ix->E = ix->cfg.image_text_hidden_size;

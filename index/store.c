@@ -637,6 +637,13 @@ done:
     return rc;
 }
 
+char *qf_store_index_path(const char *db_path) {
+    size_t n = strlen(db_path) + sizeof ".faiss";
+    char *p = qf_malloc(n);
+    if (p) snprintf(p, n, "%s.faiss", db_path);
+    return p;
+}
+
 /* ---- captions --------------------------------------------------------------------------- */
 
 qf_status qf_store_caption_get(qf_store *st, int64_t image_id, const char *fingerprint,

@@ -56,9 +56,13 @@ qf_status qf_store_rollback(qf_store *st);
  * agree with, e.g. right after qf_vindex_write. Outside a transaction. */
 qf_status qf_store_checkpoint(qf_store *st);
 
+/* The vector index file of a database, always beside it: "<db_path>.faiss".
+ * A new string the caller frees (qf_free); NULL when out of memory. */
+char *qf_store_index_path(const char *db_path);
+
 /* ---- meta: index settings as text ----------------------------------------------
  * Keys used by qformer: model_path, model_fingerprint, factory, dim,
- * n_query, pooled, index_file. */
+ * n_query, pooled, generation, faiss_generation. */
 /* *value: new string the caller frees (qf_free), NULL if the key is absent. */
 qf_status qf_store_meta_get(qf_store *st, const char *key, char **value);
 qf_status qf_store_meta_set(qf_store *st, const char *key, const char *value);

@@ -57,6 +57,10 @@ static const char *faiss_msg(void) {
 
 /* ---- structure helpers ----------------------------------------------------- */
 
+int qf_vindex_factory_exact(const char *factory) {
+    return factory && strstr(factory, "Flat") && !strstr(factory, "IVF") && !strstr(factory, "HNSW");
+}
+
 /* The IVF index inside `ix` (itself, behind transforms or an IDMap), NULL if none. */
 static FaissIndexIVF *find_ivf(FaissIndex *ix) {
     for (int depth = 0; ix && depth < 8; depth++) {

@@ -30,6 +30,10 @@ typedef struct qf_vindex qf_vindex;
  * (qf_vindex_free), NULL on failure. */
 qf_status qf_vindex_create(const char *factory, int dim, qf_vindex **out);
 
+/* 1 when an index built from `factory` scores every stored vector exactly
+ * (a Flat index, not behind IVF or HNSW), so a search needs no over-fetch. */
+int qf_vindex_factory_exact(const char *factory);
+
 /* Reads an index written by qf_vindex_write. QF_ERR_IO if `path` cannot
  * be opened, QF_ERR_INDEX if FAISS cannot read it or its metric is not
  * inner product. *out: new index the caller owns, NULL on failure. */

@@ -1,12 +1,14 @@
-/* driver.h - `qformer index`: the distributed indexing driver.
+/* driver.h - MPI only: the bootstrap and the coordinator/worker message
+ * loops of a distributed `qformer index` run. This folder is the only one
+ * that names MPI; the per-image pipeline and the message format are in
+ * index/pipeline.h.
  *
- * The same code runs with one process (no mpirun) or N MPI ranks. Rank 0 is
- * the coordinator: it scans the corpus and the store, assigns ids in sorted
- * path order, hands out batches on demand, receives features, and is the
- * single writer of SQLite and FAISS. Workers (ranks > 0, or rank 0 itself
- * when alone) decode and embed. Results do not depend on the number of
- * ranks: same ids, same bit-identical vectors. All MPI calls of the project
- * live in driver.c. */
+ * Rank 0 is the coordinator: it scans the corpus and the store, assigns ids
+ * in sorted path order, hands out batches on demand, receives features, and
+ * is the single writer of SQLite and FAISS. Ranks > 0 decode and embed.
+ * With one process (no mpirun, or -np 1) the run is index/pipeline.h's
+ * qf_index_run. Results do not depend on the number of ranks: same ids, same
+ * bit-identical vectors. */
 #ifndef QF_DRIVER_H
 #define QF_DRIVER_H
 
@@ -22,7 +24,8 @@ int       qf_mpi_size(void);
 /* On a fatal error in one rank: abort the whole job. */
 void      qf_mpi_abort(int code);
 
-/* Runs on every rank; the report is filled on rank 0. */
-qf_status qf_index_run(const qf_index_opts *o, qf_index_report *r);
+/* Runs on every rank (qf_index_run when there is one); the report is filled
+ * on rank 0. */
+qf_status qf_mpi_index_run(const qf_index_opts *o, qf_index_report *r);
 
 #endif

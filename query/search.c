@@ -8,7 +8,7 @@
 #include "embed/image.h"
 #include "index/store.h"
 #include "index/vindex.h"
-#include "query/caption.h"
+#include "embed/caption.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -78,296 +78,331 @@ static int rerank_cmp(const void *a, const void *b) {
     return cand_cmp(a, b);
 }
 
-/* Captions c[0..n_cap) (c[i].vis reused when the captioning checkpoint
- * has the same ViT), from the store's cache when there; new ones cached. */
-static qf_status caption_stage(const qf_search_env *env, const qf_search_opts *o, cand *c, int n_cap,
-                               qf_search_result *out) {
-    qf_store *st = env->st;
-    const qf_blip2 *m = env->m;
-    qf_captioner *cap = NULL;
-    qf_status s = QF_OK;
-    if (!env->cap && (s = qf_captioner_load_as(o->caption_model, o->caption_dtype, &cap))) goto fail;
-    qf_captioner *capr = env->cap ? env->cap : cap;
-    qf_gen_params gp = o->gen ? *o->gen : *qf_captioner_defaults(capr);
-    const qf_blip2 *cm = qf_captioner_model(capr);
-    int same_vit = !strcmp(qf_blip2_vision_fingerprint(cm), qf_blip2_vision_fingerprint(m));
-    char settings[160];
-    snprintf(settings, sizeof settings, "beams=%d,max_new=%d,min_new=%d,lp=%g,rp=%g,eos=%d%s%s", gp.num_beams,
-             gp.max_new_tokens, gp.min_new_tokens, gp.length_penalty, gp.repetition_penalty, gp.eos_id,
-             o->caption_dtype == QF_OPT_F32 ? "" : ",w=",   /* F32 keys as before: exact captions */
-             o->caption_dtype == QF_OPT_F32 ? "" : qf_opt_weights_name(o->caption_dtype));
-    const char *prompt = o->prompt ? o->prompt : "";
-    for (int i = 0; i < n_cap; i++) {
-        char *text = NULL;
-        if ((s = qf_store_caption_get(st, c[i].id, qf_blip2_fingerprint(cm), prompt, settings, &text, NULL)))
-            goto fail;
-        if (text) { c[i].caption = text; out->captions_cached++; continue; }
-        qf_caption cp;
-        if (same_vit && c[i].vis) s = qf_captioner_run_vis(capr, c[i].vis, prompt, &gp, &cp);
-        else s = qf_captioner_run_file(capr, c[i].img->path, prompt, &gp, &cp);
-        if (s && s != QF_ERR_NOMEM) {
-            /* a file that vanished or became unreadable since it was
-             * indexed leaves its caption empty instead of failing the
-             * whole search; any other failure still fails it */
-            qf_img probe = { 0 };
-            char why[512];
-            snprintf(why, sizeof why, "%s", qf_last_error());
-            qf_status ps = qf_img_load(c[i].img->path, NULL, &probe);
-            qf_img_free(&probe);
-            if (ps && ps != QF_ERR_NOMEM) {
-                qf_log(QF_LOG_WARN, "not captioned: %s", why);
-                s = QF_OK;
-                continue;
-            }
-            qf_errorf(s, "%s", why);
-        }
-        if (s) goto fail;
-        char idbuf[16 * 64 + 8];
-        size_t pos = 0;
-        idbuf[pos++] = '[';
-        for (int t = 0; t < cp.n_ids && pos < sizeof idbuf - 16; t++)
-            pos += (size_t)snprintf(idbuf + pos, sizeof idbuf - pos, "%s%d", t ? "," : "", cp.ids[t]);
-        snprintf(idbuf + pos, sizeof idbuf - pos, "]");
-        if (qf_store_caption_put(st, c[i].id, qf_blip2_fingerprint(cm), prompt, settings, cp.text, idbuf))
-            qf_log(QF_LOG_WARN, "caption of %s not cached: %s", c[i].img->path, qf_last_error());
-        c[i].caption = cp.text;
-        cp.text = NULL;
-        qf_caption_free(&cp);
-    }
-fail:
-    qf_captioner_free(cap);
+/* Everything one search holds; released by ctx_free. The stages use env;
+ * qf_search_run's open_index fills it from what it loads (owned here), a
+ * caller of qf_search_env_run from what it keeps loaded (borrowed). */
+typedef struct {
+    const qf_search_opts *o;
+    int             k;            /* results wanted                          */
+    qf_search_env   env;
+    qf_store       *st;           /* owned (open_index)                      */
+    qf_blip2       *m;
+    qf_blip2_state *bs;
+    qf_bert        *tok;
+    qf_vindex      *vi;
+    qf_img_preproc  pp;
+    const char     *mdir;         /* the model used (o->model_dir or the index's) */
+    char           *model_path, *fp, *factory, *pooled_s;
+    float          *qv;           /* query vectors [n_qv, E]                  */
+    int             n_qv;
+    int64_t         ids[QF_BERT_MAX_TXT_LEN], mask[QF_BERT_MAX_TXT_LEN];
+    int             n_tok;        /* text query tokens (ITM input)            */
+    cand           *c;            /* candidates, best first after rank_itc    */
+    int             n_c;
+} search_ctx;
+
+static void ctx_free(search_ctx *x) {
+    free_cands(x->c, x->n_c > 0 ? x->n_c : 0);
+    qf_free(x->qv);
+    qf_free(x->model_path); qf_free(x->fp); qf_free(x->factory); qf_free(x->pooled_s);
+    qf_vindex_free(x->vi);
+    qf_bert_free(x->tok);
+    qf_blip2_state_free(x->bs);
+    qf_blip2_free(x->m);
+    qf_store_close(x->st);
+}
+
+/* The arguments, given what is loaded. */
+static qf_status check_args(const qf_search_opts *o, const qf_search_env *env) {
+    if (!o->text == !(o->image_path || o->image_data)) return qf_errorf(QF_ERR_ARG, "give either a text or an image to search for");
+    if (o->rerank > 0 && !o->text) return qf_errorf(QF_ERR_ARG, "--rerank needs a text query (ITM scores image-text pairs)");
+    if (o->caption > 0 && !o->caption_model && !(env && env->cap))
+        return qf_errorf(QF_ERR_ARG, "--caption needs --caption-model DIR (a BLIP-2 OPT checkpoint)");
+    return QF_OK;
+}
+
+/* Stage 1 (qf_search_run): the arguments, the store and its settings, the
+ * model the index was built with (same fingerprint), its tokenizer, and the
+ * FAISS file beside the database (none yet: an empty index). */
+static qf_status open_index(search_ctx *x) {
+    const qf_search_opts *o = x->o;
+    qf_status s;
+    if ((s = check_args(o, NULL))) return s;
+    struct stat sb;
+    if (stat(o->db_path, &sb) != 0) return qf_errorf(QF_ERR_IO, "%s: no such index database", o->db_path);
+    if ((s = qf_store_open(o->db_path, o->caption > 0 ? 0 : QF_STORE_READONLY, &x->st))) return s;
+    if ((s = meta_str(x->st, "model_path", &x->model_path, o->db_path)) ||
+        (s = meta_str(x->st, "model_fingerprint", &x->fp, o->db_path)) ||
+        (s = meta_str(x->st, "factory", &x->factory, o->db_path)) ||
+        (s = meta_str(x->st, "pooled", &x->pooled_s, o->db_path)))
+        return s;
+    x->mdir = o->model_dir ? o->model_dir : x->model_path;
+    if ((s = qf_blip2_load(x->mdir, QF_BLIP2_ALL, &x->m))) return s;
+    if (strcmp(qf_blip2_fingerprint(x->m), x->fp))
+        return qf_errorf(QF_ERR_ARG, "%s: the index was built with another model (fingerprint %.16s, %s), not %s",
+                         o->db_path, x->fp, x->model_path, x->mdir);
+    if ((s = qf_blip2_state_init(x->m, &x->bs)) || (s = qf_img_preproc_load(x->mdir, &x->pp))) return s;
+    if (o->text && (s = qf_bert_load(x->mdir, &x->tok))) return s;
+    char *faiss_path = qf_store_index_path(o->db_path);
+    if (!faiss_path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    if (stat(faiss_path, &sb) == 0 && !(s = qf_vindex_read(faiss_path, &x->vi)) && o->nprobe > 0)
+        s = qf_vindex_set_param(x->vi, "nprobe", o->nprobe);
+    qf_free(faiss_path);
+    x->env = (qf_search_env){ .st = x->st, .m = x->m, .bs = x->bs, .tok = x->tok, .pp = &x->pp, .vi = x->vi,
+                              .factory = x->factory, .pooled = atoi(x->pooled_s) };
     return s;
 }
 
-/* The candidates as results; captions move over. */
-static qf_status fill_hits(cand *c, int n_c, qf_search_result *out) {
-    out->hits = qf_calloc((size_t)(n_c ? n_c : 1), sizeof *out->hits);
+/* Stage 2: the query vectors: one text feature, or an image's n_query. */
+static qf_status query_vectors(search_ctx *x) {
+    const qf_search_env *e = &x->env;
+    const int Q = qf_blip2_n_query(e->m), E = qf_blip2_embed_dim(e->m);
+    qf_status s;
+    if (x->o->text) {
+        if (!e->tok) return qf_errorf(QF_ERR_ARG, "text search without a tokenizer");
+        if ((s = qf_bert_encode(e->tok, x->o->text, QF_BERT_MAX_TXT_LEN, 0, x->ids, x->mask, &x->n_tok))) return s;
+        x->n_qv = 1;
+        if (!(x->qv = qf_malloc((size_t)E * sizeof *x->qv))) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+        return qf_blip2_text_feat(e->m, e->bs, x->ids, x->mask, x->n_tok, x->qv, NULL);
+    }
+    const int S = qf_blip2_image_size(e->m);
+    float *pix = qf_malloc((size_t)3 * S * S * sizeof *pix);
+    x->qv = qf_malloc((size_t)Q * E * sizeof *x->qv);
+    if (!pix || !x->qv) { qf_free(pix); return qf_errorf(QF_ERR_NOMEM, "out of memory"); }
+    if (x->o->image_data) {          /* an encoded image in memory (an upload) */
+        qf_img img = { 0 };
+        s = qf_img_decode_mem(x->o->image_data, x->o->image_len, x->o->image_path, NULL, &img);
+        if (!s) s = qf_img_preprocess(e->pp, &img, pix, NULL);
+        qf_img_free(&img);
+    } else {
+        s = qf_img_load_pixels(x->o->image_path, e->pp, NULL, pix, NULL, NULL, NULL);
+    }
+    if (!s) s = qf_blip2_image_feats(e->m, e->bs, pix, x->qv, NULL, NULL);
+    qf_free(pix);
+    x->n_qv = Q;
+    return s;
+}
+
+/* Candidates from hits[n_hits] scored with the exact ITC of the stored
+ * features. Images deleted or re-queued since the FAISS file was written
+ * (during an index run, or after a killed one) are skipped, even when the
+ * deletion lands between reading the row and its features. */
+static qf_status score_hits(search_ctx *x, const qf_vindex_hit *vh, int64_t n_hits, float *feats) {
+    const int Q = qf_blip2_n_query(x->env.m), E = qf_blip2_embed_dim(x->env.m);
+    free_cands(x->c, x->n_c);
+    x->n_c = 0;
+    x->c = qf_calloc((size_t)(n_hits ? n_hits : 1), sizeof *x->c);
+    if (!x->c) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < n_hits; i++) {
+        qf_store_image *img = NULL;
+        qf_status s = qf_store_image_get(x->env.st, vh[i].image_id, &img);
+        if (s) return s;
+        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
+        s = qf_store_feats_get(x->env.st, vh[i].image_id, Q, E, feats);
+        if (s == QF_ERR_MISSING) { qf_free(img); continue; }   /* deleted by an index run since the row was read */
+        if (s) { qf_free(img); return s; }
+        float best = -INFINITY;
+        for (int a = 0; a < x->n_qv; a++) {
+            float sc = qf_blip2_itc_score(feats, Q, x->qv + (size_t)a * E, E);
+            if (sc > best) best = sc;
+        }
+        cand *cd = &x->c[x->n_c++];
+        cd->id = vh[i].image_id;
+        cd->itc = cd->score = best;
+        cd->img = img;
+    }
+    return QF_OK;
+}
+
+/* Stage 3: FAISS candidates (no index written yet: no results), asked for
+ * more until k usable images are found or it has no more, then ranked by
+ * exact ITC and cut to k. */
+static qf_status rank_itc(search_ctx *x) {
+    const int Q = qf_blip2_n_query(x->env.m), E = qf_blip2_embed_dim(x->env.m), k = x->k;
+    const qf_vindex *vi = x->env.vi;
+    qf_vindex_hit *vh = NULL;
+    float *feats = NULL;
+    qf_status s = QF_OK;
+    if (!vi) return QF_OK;
+    const int pooled = x->env.pooled;
+    int exact = !pooled && qf_vindex_factory_exact(x->env.factory);
+    int64_t kc = exact ? k : (k * 4 > k + 32 ? k * 4 : k + 32), n_hits = 0;
+    if (!(feats = qf_malloc((size_t)Q * E * sizeof *feats))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    for (;;) {
+        qf_vindex_hit *nvh = qf_realloc(vh, (size_t)kc * sizeof *vh);
+        if (!nvh) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+        vh = nvh;
+        if ((s = qf_vindex_search_images(vi, x->n_qv, x->qv, pooled ? 1 : Q, kc, vh, &n_hits)) ||
+            (s = score_hits(x, vh, n_hits, feats)))
+            goto done;
+        if (x->n_c >= k || n_hits < kc || kc > INT64_MAX / 4) break;   /* enough, or FAISS has no more */
+        kc *= 2;
+    }
+    qsort(x->c, (size_t)x->n_c, sizeof *x->c, cand_cmp);
+    if (x->n_c > k) {
+        for (int i = k; i < x->n_c; i++) { qf_free(x->c[i].img); x->c[i].img = NULL; }
+        x->n_c = k;
+    }
+done:
+    qf_free(feats);
+    qf_free(vh);
+    return s;
+}
+
+/* Stage 4: ITM rerank of the top N (text queries). */
+static qf_status rerank_itm(search_ctx *x, qf_search_result *out) {
+    int n_rr = x->o->rerank < x->n_c ? x->o->rerank : x->n_c;
+    if (n_rr <= 0) return QF_OK;
+    int cached = 0, computed = 0;
+    for (int i = 0; i < n_rr; i++) {
+        cand *cd = &x->c[i];
+        int from_cache = 0;
+        qf_status s = vision_of(x->env.m, x->env.bs, x->env.st, x->env.pp, cd, &from_cache);
+        if (s) return s;
+        if (from_cache < 0) continue;
+        from_cache ? cached++ : computed++;
+        float lg[2];
+        if ((s = qf_blip2_itm(x->env.m, x->env.bs, cd->vis, x->ids, x->mask, x->n_tok, lg))) return s;
+        cd->itm = lg[1];
+        cd->has_itm = 1;
+        cd->score = cd->itm + cd->itc;
+    }
+    qsort(x->c, (size_t)n_rr, sizeof *x->c, rerank_cmp);
+    snprintf(out->rerank_src, sizeof out->rerank_src, "%s",
+             cached && computed ? "cached F16 (some recomputed from the image files)" :
+             cached ? "cached F16 (--keep-vision)" : "recomputed from the image files");
+    return QF_OK;
+}
+
+/* One caption; a file that vanished or became unreadable since it was
+ * indexed leaves the caption empty (QF_OK, cp->text NULL) instead of failing
+ * the whole search; any other failure still fails it. */
+static qf_status caption_one(qf_captioner *cap, int same_vit, const cand *cd, const char *prompt,
+                             const qf_gen_params *gp, qf_caption *cp) {
+    memset(cp, 0, sizeof *cp);
+    qf_status s = same_vit && cd->vis ? qf_captioner_run_vis(cap, cd->vis, prompt, gp, cp)
+                                      : qf_captioner_run_file(cap, cd->img->path, prompt, gp, cp);
+    if (!s || s == QF_ERR_NOMEM) return s;
+    qf_img probe = { 0 };
+    char why[512];
+    snprintf(why, sizeof why, "%s", qf_last_error());
+    qf_status ps = qf_img_load(cd->img->path, NULL, &probe);
+    qf_img_free(&probe);
+    if (ps && ps != QF_ERR_NOMEM) {
+        qf_log(QF_LOG_WARN, "not captioned: %s", why);
+        return QF_OK;
+    }
+    return qf_errorf(s, "%s", why);
+}
+
+/* Stage 5: captions of the first M, cached in the store per (image, model,
+ * prompt, settings). */
+static qf_status caption_hits(search_ctx *x, qf_search_result *out) {
+    const qf_search_opts *o = x->o;
+    int n_cap = o->caption < x->n_c ? o->caption : x->n_c;
+    if (n_cap <= 0) return QF_OK;
+    qf_captioner *own = NULL, *cap = x->env.cap;
+    qf_status s = cap ? QF_OK : qf_captioner_load(o->caption_model, o->caption_dtype, &own);
+    if (s) return s;
+    if (!cap) cap = own;
+    qf_gen_params gp = o->gen ? *o->gen : *qf_captioner_defaults(cap);
+    const qf_blip2 *cm = qf_captioner_model(cap);
+    int same_vit = !strcmp(qf_blip2_vision_fingerprint(cm), qf_blip2_vision_fingerprint(x->env.m));
+    char settings[160];
+    qf_caption_settings(&gp, o->caption_dtype, settings, sizeof settings);
+    const char *prompt = o->prompt ? o->prompt : "";
+    for (int i = 0; i < n_cap && !s; i++) {
+        cand *cd = &x->c[i];
+        char *text = NULL;
+        if ((s = qf_store_caption_get(x->env.st, cd->id, qf_blip2_fingerprint(cm), prompt, settings, &text, NULL)))
+            break;
+        if (text) { cd->caption = text; out->captions_cached++; continue; }
+        qf_caption cp;
+        if ((s = caption_one(cap, same_vit, cd, prompt, &gp, &cp)) || !cp.text) { qf_caption_free(&cp); continue; }
+        char *ids_json = qf_caption_ids_json(&cp);
+        if (!ids_json) s = qf_errorf(QF_ERR_NOMEM, "out of memory");
+        else if (qf_store_caption_put(x->env.st, cd->id, qf_blip2_fingerprint(cm), prompt, settings, cp.text, ids_json))
+            qf_log(QF_LOG_WARN, "caption of %s not cached: %s", cd->img->path, qf_last_error());
+        qf_free(ids_json);
+        cd->caption = cp.text;
+        cp.text = NULL;
+        qf_caption_free(&cp);
+    }
+    qf_captioner_free(own);
+    return s;
+}
+
+/* The candidates as results; strings move to (or are copied into) out. */
+static qf_status fill_result(search_ctx *x, qf_search_result *out) {
+    out->hits = qf_calloc((size_t)(x->n_c ? x->n_c : 1), sizeof *out->hits);
     if (!out->hits) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n_c; i++) {
+    for (int i = 0; i < x->n_c; i++) {
+        cand *cd = &x->c[i];
         qf_hit *h = &out->hits[i];
-        h->id = c[i].id;
-        h->path = qf_strdup(c[i].img->path);
-        h->width = c[i].img->width;
-        h->height = c[i].img->height;
-        h->itc = c[i].itc;
-        h->has_itm = c[i].has_itm;
-        h->itm = c[i].itm;
-        h->score = c[i].score;
-        h->caption = c[i].caption;
-        c[i].caption = NULL;
+        h->id = cd->id;
+        h->path = qf_strdup(cd->img->path);
+        h->width = cd->img->width;
+        h->height = cd->img->height;
+        h->itc = cd->itc;
+        h->has_itm = cd->has_itm;
+        h->itm = cd->itm;
+        h->score = cd->score;
+        h->caption = cd->caption;
+        cd->caption = NULL;
         if (!h->path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
         out->n = i + 1;
     }
     return QF_OK;
 }
 
+/* Stages 2-6 over x->env. */
+static qf_status run_stages(search_ctx *x, qf_search_result *out) {
+    qf_status s;
+    snprintf(out->mode, sizeof out->mode, "%s, %s", x->env.pooled ? "pooled (approximate)" : "exact", x->env.factory);
+    if (!(s = query_vectors(x)) && !(s = rank_itc(x)) && !(s = rerank_itm(x, out)) && !(s = caption_hits(x, out)))
+        s = fill_result(x, out);
+    return s;
+}
+
 qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     memset(out, 0, sizeof *out);
-    qf_store *st = NULL;
-    qf_blip2 *m = NULL;
-    qf_blip2_state *bs = NULL;
-    qf_bert *tok = NULL;
-    qf_vindex *vi = NULL;
-    char *model_path = NULL, *fp = NULL, *factory = NULL, *pooled_s = NULL;
+    search_ctx x = { .o = o, .k = o->k > 0 ? o->k : 10 };
     qf_status s;
-
-    if (!o->text == !(o->image_path || o->image_data)) return qf_errorf(QF_ERR_ARG, "give either a text or an image to search for");
-    if (o->rerank > 0 && !o->text) return qf_errorf(QF_ERR_ARG, "--rerank needs a text query (ITM scores image-text pairs)");
-    if (o->caption > 0 && !o->caption_model) return qf_errorf(QF_ERR_ARG, "--caption needs --caption-model DIR (a BLIP-2 OPT checkpoint)");
-    struct stat sb;
-    if (stat(o->db_path, &sb) != 0) return qf_errorf(QF_ERR_IO, "%s: no such index database", o->db_path);
-    if ((s = qf_store_open(o->db_path, o->caption > 0 ? 0 : QF_STORE_READONLY, &st))) goto done;
-    if ((s = meta_str(st, "model_path", &model_path, o->db_path)) || (s = meta_str(st, "model_fingerprint", &fp, o->db_path)) ||
-        (s = meta_str(st, "factory", &factory, o->db_path)) || (s = meta_str(st, "pooled", &pooled_s, o->db_path)))
-        goto done;
-
-    const char *mdir = o->model_dir ? o->model_dir : model_path;
-    if ((s = qf_blip2_load(mdir, QF_BLIP2_ALL, &m))) goto done;
-    if (strcmp(qf_blip2_fingerprint(m), fp)) {
-        s = qf_errorf(QF_ERR_ARG, "%s: the index was built with another model (fingerprint %.16s, %s), not %s",
-                      o->db_path, fp, model_path, mdir);
-        goto done;
-    }
-    if ((s = qf_blip2_state_init(m, &bs))) goto done;
-    qf_img_preproc pp;
-    if ((s = qf_img_preproc_load(mdir, &pp))) goto done;
-    if (o->text && (s = qf_bert_load(mdir, &tok))) goto done;
-
-    /* the FAISS file beside the database (an index not written yet is an
-     * empty index) */
-    char faiss_path[4200];
-    snprintf(faiss_path, sizeof faiss_path, "%s.faiss", o->db_path);
-    if (stat(faiss_path, &sb) == 0) {
-        if ((s = qf_vindex_read(faiss_path, &vi))) goto done;
-        if (o->nprobe > 0 && (s = qf_vindex_set_param(vi, "nprobe", o->nprobe))) goto done;
-    }
-    qf_search_env env = { .st = st, .m = m, .bs = bs, .tok = tok, .pp = &pp, .vi = vi,
-                          .factory = factory, .pooled = atoi(pooled_s) };
-    s = qf_search_env_run(&env, o, out);
-done:
-    qf_free(model_path); qf_free(fp); qf_free(factory); qf_free(pooled_s);
-    qf_vindex_free(vi);
-    qf_bert_free(tok);
-    qf_blip2_state_free(bs);
-    qf_blip2_free(m);
-    qf_store_close(st);
+    if (!(s = open_index(&x))) s = run_stages(&x, out);
+    if (s) qf_search_result_free(out);
+    ctx_free(&x);
     return s;
 }
 
 qf_status qf_search_env_run(const qf_search_env *env, const qf_search_opts *o, qf_search_result *out) {
     memset(out, 0, sizeof *out);
-    qf_store *st = env->st;
-    const qf_blip2 *m = env->m;
-    qf_blip2_state *bs = env->bs;
-    const qf_vindex *vi = env->vi;
-    const char *factory = env->factory;
-    const int pooled = env->pooled;
-    const qf_img_preproc pp = *env->pp;
-    float *qv = NULL, *feats = NULL;
-    qf_vindex_hit *vh = NULL;
-    cand *c = NULL;
-    int n_c = 0, n_qv = 1;
-    int64_t ids[QF_BERT_MAX_TXT_LEN], mask[QF_BERT_MAX_TXT_LEN];
-    int n_tok = 0;
-    const int k = o->k > 0 ? o->k : 10;
-    qf_status s = QF_OK;
-
-    if (!o->text == !(o->image_path || o->image_data)) return qf_errorf(QF_ERR_ARG, "give either a text or an image to search for");
-    if (o->rerank > 0 && !o->text) return qf_errorf(QF_ERR_ARG, "--rerank needs a text query (ITM scores image-text pairs)");
-    if (o->caption > 0 && !env->cap && !o->caption_model) return qf_errorf(QF_ERR_ARG, "--caption needs --caption-model DIR (a BLIP-2 OPT checkpoint)");
-    if (o->text && !env->tok) return qf_errorf(QF_ERR_ARG, "text search without a tokenizer");
-    snprintf(out->mode, sizeof out->mode, "%s, %s", pooled ? "pooled (approximate)" : "exact", factory);
-    const int Q = qf_blip2_n_query(m), E = qf_blip2_embed_dim(m);
-
-    /* query vectors */
-    if (o->text) {
-        if ((s = qf_bert_encode(env->tok, o->text, QF_BERT_MAX_TXT_LEN, 0, ids, mask, &n_tok))) goto done;
-        qv = qf_malloc((size_t)E * sizeof *qv);
-        if (!qv) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-        if ((s = qf_blip2_text_feat(m, bs, ids, mask, n_tok, qv, NULL))) goto done;
-    } else {
-        const int S = qf_blip2_image_size(m);
-        float *pix = qf_malloc((size_t)3 * S * S * sizeof *pix);
-        qv = qf_malloc((size_t)Q * E * sizeof *qv);
-        if (!pix || !qv) { qf_free(pix); s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-        if (o->image_data) {
-            qf_img img = { 0 };
-            s = qf_img_decode_mem(o->image_data, o->image_len, o->image_path, NULL, &img);
-            if (!s) s = qf_img_preprocess(&pp, &img, pix, NULL);
-            qf_img_free(&img);
-        } else {
-            s = qf_img_load_pixels(o->image_path, &pp, NULL, pix, NULL, NULL, NULL);
-        }
-        if (!s) s = qf_blip2_image_feats(m, bs, pix, qv, NULL, NULL);
-        qf_free(pix);
-        if (s) goto done;
-        n_qv = Q;
-    }
-
-    /* candidates from FAISS (no index written yet: no results) */
-    if (!vi) goto done;
-    int exact_flat = !pooled && strstr(factory, "Flat") && !strstr(factory, "IVF") && !strstr(factory, "HNSW");
-    int64_t kc = exact_flat ? k : (k * 4 > k + 32 ? k * 4 : k + 32), n_hits = 0;
-    feats = qf_malloc((size_t)Q * E * sizeof *feats);
-    if (!feats) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-    /* Exact ITC from the stored features. Images deleted or re-queued since
-     * the FAISS file was written (during an index run, or after a killed
-     * one) are skipped, even when the deletion lands between reading the
-     * row and its features; FAISS is asked for more until k usable images
-     * are found or it has no more. */
-    for (;;) {
-        qf_vindex_hit *nvh = qf_realloc(vh, (size_t)kc * sizeof *vh);
-        if (!nvh) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-        vh = nvh;
-        if ((s = qf_vindex_search_images(vi, n_qv, qv, pooled ? 1 : Q, kc, vh, &n_hits))) goto done;
-        free_cands(c, n_c);
-        n_c = 0;
-        c = qf_calloc((size_t)(n_hits ? n_hits : 1), sizeof *c);
-        if (!c) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-        for (int64_t i = 0; i < n_hits; i++) {
-            qf_store_image *img = NULL;
-            if ((s = qf_store_image_get(st, vh[i].image_id, &img))) goto done;
-            if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
-            s = qf_store_feats_get(st, vh[i].image_id, Q, E, feats);
-            if (s == QF_ERR_MISSING) {     /* deleted by an index run since the row was read */
-                qf_free(img);
-                s = QF_OK;
-                continue;
-            }
-            if (s) { qf_free(img); goto done; }
-            float best = -INFINITY;
-            for (int a = 0; a < n_qv; a++) {
-                float sc = qf_blip2_itc_score(feats, Q, qv + (size_t)a * E, E);
-                if (sc > best) best = sc;
-            }
-            cand *x = &c[n_c++];
-            x->id = vh[i].image_id;
-            x->itc = x->score = best;
-            x->img = img;
-        }
-        if (n_c >= k || n_hits < kc || kc > INT64_MAX / 4) break;   /* enough, or FAISS has no more */
-        kc *= 2;
-    }
-    qsort(c, (size_t)n_c, sizeof *c, cand_cmp);
-    if (n_c > k) {
-        for (int i = k; i < n_c; i++) { qf_free(c[i].img); c[i].img = NULL; }
-        n_c = k;
-    }
-
-    /* ITM rerank of the top N */
-    int n_rr = o->rerank < n_c ? o->rerank : n_c;
-    if (n_rr > 0) {
-        int cached = 0, computed = 0;
-        for (int i = 0; i < n_rr; i++) {
-            int from_cache = 0;
-            if ((s = vision_of(m, bs, st, &pp, &c[i], &from_cache))) goto done;
-            if (from_cache < 0) continue;
-            from_cache ? cached++ : computed++;
-            float lg[2];
-            if ((s = qf_blip2_itm(m, bs, c[i].vis, ids, mask, n_tok, lg))) goto done;
-            c[i].itm = lg[1];
-            c[i].has_itm = 1;
-            c[i].score = c[i].itm + c[i].itc;
-        }
-        qsort(c, (size_t)n_rr, sizeof *c, rerank_cmp);
-        snprintf(out->rerank_src, sizeof out->rerank_src, "%s",
-                 cached && computed ? "cached F16 (some recomputed from the image files)" :
-                 cached ? "cached F16 (--keep-vision)" : "recomputed from the image files");
-    }
-
-    /* captions of the first M, cached per (image, model, prompt, settings) */
-    int n_cap = o->caption < n_c ? o->caption : n_c;
-    if (n_cap > 0 && (s = caption_stage(env, o, c, n_cap, out))) goto done;
-    s = fill_hits(c, n_c, out);
-done:
+    search_ctx x = { .o = o, .k = o->k > 0 ? o->k : 10, .env = *env };
+    qf_status s;
+    if (!(s = check_args(o, env))) s = run_stages(&x, out);
     if (s) qf_search_result_free(out);
-    free_cands(c, n_c > 0 ? n_c : 0);
-    qf_free(vh); qf_free(qv); qf_free(feats);
+    ctx_free(&x);
     return s;
 }
 
 qf_status qf_search_caption_ids(const qf_search_env *env, const qf_search_opts *o, const int64_t *ids, int n,
                                 qf_search_result *out) {
     memset(out, 0, sizeof *out);
-    if (!env->cap && !o->caption_model) return qf_errorf(QF_ERR_ARG, "captions need a captioning checkpoint (--caption-model DIR)");
-    cand *c = qf_calloc((size_t)(n > 0 ? n : 1), sizeof *c);
-    if (!c) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    if (!env->cap && !o->caption_model)
+        return qf_errorf(QF_ERR_ARG, "captions need a captioning checkpoint (--caption-model DIR)");
+    qf_search_opts co = *o;
+    co.caption = n;
+    search_ctx x = { .o = &co, .k = n, .env = *env };
     qf_status s = QF_OK;
-    int n_c = 0;
-    for (; n_c < n; n_c++) {
-        if ((s = qf_store_image_get(env->st, ids[n_c], &c[n_c].img))) goto done;
-        if (!c[n_c].img || c[n_c].img->status != QF_IMAGE_OK) {
-            s = qf_errorf(QF_ERR_MISSING, "no indexed image has id %lld", (long long)ids[n_c]);
-            n_c++;
-            goto done;
-        }
-        c[n_c].id = ids[n_c];
+    if (!(x.c = qf_calloc((size_t)(n > 0 ? n : 1), sizeof *x.c))) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    for (; x.n_c < n && !s; x.n_c++) {
+        cand *cd = &x.c[x.n_c];
+        cd->id = ids[x.n_c];
+        if (!(s = qf_store_image_get(env->st, cd->id, &cd->img)) && (!cd->img || cd->img->status != QF_IMAGE_OK))
+            s = qf_errorf(QF_ERR_MISSING, "no indexed image has id %lld", (long long)cd->id);
     }
-    if ((s = caption_stage(env, o, c, n_c, out))) goto done;
-    s = fill_hits(c, n_c, out);
-done:
+    if (!s && !(s = caption_hits(&x, out))) s = fill_result(&x, out);
     if (s) qf_search_result_free(out);
-    free_cands(c, n_c);
+    ctx_free(&x);
     return s;
 }
 

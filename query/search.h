@@ -12,12 +12,12 @@
 
 #include "embed/bert.h"
 #include "embed/blip2.h"
+#include "embed/caption.h"
 #include "embed/common.h"
+#include "embed/generate.h"
 #include "embed/image.h"
 #include "index/store.h"
 #include "index/vindex.h"
-#include "query/caption.h"
-#include "query/generate.h"
 #include "query/report.h"
 
 #include <stddef.h>
@@ -69,7 +69,7 @@ typedef struct {
     qf_captioner         *cap;        /* NULL: o->caption_model           */
 } qf_search_env;
 
-/* The search itself: the same results qf_search_run gives. */
+/* The search itself (stages 2-6 of qf_search_run): the same results. */
 qf_status qf_search_env_run(const qf_search_env *env, const qf_search_opts *o, qf_search_result *out);
 
 /* Captions of the indexed images ids[n] as `search --caption` makes them

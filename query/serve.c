@@ -49,7 +49,7 @@ typedef struct {
 struct qf_server {
     qf_serve_opts    o;
     char            *db_path, *model_dir, *caption_model;
-    char             faiss_path[4200];
+    char            *faiss_path;      /* qf_store_index_path */
     qf_blip2        *m;
     qf_bert         *tok;
     qf_img_preproc   pp;
@@ -620,7 +620,7 @@ static void server_free(qf_server *sv) {
     qf_captioner_free(sv->cap);
     qf_bert_free(sv->tok);
     qf_blip2_free(sv->m);
-    qf_free(sv->db_path); qf_free(sv->model_dir); qf_free(sv->caption_model);
+    qf_free(sv->db_path); qf_free(sv->model_dir); qf_free(sv->caption_model); qf_free(sv->faiss_path);
     pthread_mutex_destroy(&sv->cap_mu);
     pthread_mutex_destroy(&sv->mu);
     pthread_cond_destroy(&sv->cv);
@@ -664,7 +664,7 @@ qf_status qf_serve_start(const qf_serve_opts *o, qf_server **out) {
         s = qf_errorf(QF_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    snprintf(sv->faiss_path, sizeof sv->faiss_path, "%s.faiss", o->db_path);
+    if (!(sv->faiss_path = qf_store_index_path(o->db_path))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto fail; }
     unsigned flags = o->caption_model ? 0 : QF_STORE_READONLY;   /* captions are cached in the store */
     if ((s = qf_store_open(o->db_path, flags, &st0))) goto fail;
     if ((s = qf_store_meta_get(st0, "model_path", &model_path)) || (s = qf_store_meta_get(st0, "model_fingerprint", &fp)))
@@ -681,7 +681,7 @@ qf_status qf_serve_start(const qf_serve_opts *o, qf_server **out) {
         goto fail;
     }
     if ((s = qf_img_preproc_load(sv->model_dir, &sv->pp)) || (s = qf_bert_load(sv->model_dir, &sv->tok))) goto fail;
-    if (o->caption_model && (s = qf_captioner_load_as(o->caption_model, o->caption_dtype, &sv->cap))) goto fail;
+    if (o->caption_model && (s = qf_captioner_load(o->caption_model, o->caption_dtype, &sv->cap))) goto fail;
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     sv->n_w = o->threads > 0 ? o->threads : cores > 0 ? (int)cores : 1;

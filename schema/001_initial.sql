@@ -19,7 +19,8 @@ CREATE TABLE images (
 CREATE INDEX images_by_status ON images(status, id);
 
 -- Index settings: model_path, model_fingerprint, factory, dim, n_query,
--- pooled, index_file.
+-- pooled, generation, faiss_generation (databases of earlier versions may
+-- also hold index_file, never read).
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -75,6 +75,13 @@ print(f"crash_kill20: clean run {t_clean:.2f} s, no-op run {t_start:.2f} s, {rat
 # kill lands in a run with work to do (a loaded machine finishes runs early)
 dbs = [tmp + "/k0.db"]
 phases = []
+# The timings above were taken at one moment; on a shared machine the load
+# (and so start-up time and rate) changes from run to run. `scale` stretches
+# the window each time a kill found no progress at all, and every fourth kill
+# is placed by progress rather than by time: it waits until the run has
+# committed something, then kills after a short random delay, so kills fall in
+# the middle of the embedding however fast or slow the machine is right now.
+scale = 1.0
 for k in range(20):
     db = dbs[-1]
     before = done_count(db)
@@ -82,10 +89,16 @@ for k in range(20):
     # uniform over a window that covers ~1/15 of the corpus on average, so the
     # 20 kills fall all along the run: start-up, embedding, commits and, once
     # the work is done, the FAISS rebuild and write of the finishing runs
-    window = 1.3 * (t_start + min(left, 2 * N / 15) / rate)
+    window = 1.3 * scale * (t_start + min(left, 2 * N / 15) / rate)
     delay = rng.uniform(0.0, window)
+    by_progress = k % 4 == 3
     batch, ckpt = rng.randint(1, 4), rng.randint(1, 8)
     p = subprocess.Popen(index_cmd(db, batch, ckpt), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if by_progress:
+        deadline = time.monotonic() + 120
+        while p.poll() is None and done_count(db) <= before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        delay = rng.uniform(0.0, 0.1)
     time.sleep(delay)
     exited = p.poll() is not None
     p.send_signal(signal.SIGKILL)
@@ -93,6 +106,8 @@ for k in range(20):
     if exited:
         check(p.returncode == 0, f"kill {k}: run ended on its own with {p.returncode}: {err.decode(errors='replace')}")
     after = done_count(db)
+    if not exited and after == before:
+        scale = min(scale * 1.5, 16.0)
     phases.append((round(delay, 3), batch, ckpt, before, after, "exited" if exited else "killed"))
     if exited and after == N + 2:
         dbs.append(f"{tmp}/k{len(dbs)}.db")

@@ -28,9 +28,9 @@ def put(path, data=None):
     with open(path, "wb") as f: f.write(data if data is not None else png_bytes(rng.randint(8, 60), rng.randint(8, 60)))
     return path
 
-def qf(*args, timeout=120, **kw):
+def qf(*args, timeout=120, binary=None, **kw):
     """qformer with bytes arguments; returns (rc, stdout bytes, stderr bytes)."""
-    r = subprocess.run([fs(QF), *map(fs, args)], capture_output=True, timeout=timeout, **kw)
+    r = subprocess.run([fs(binary or QF), *map(fs, args)], capture_output=True, timeout=timeout, **kw)
     return r.returncode, r.stdout, r.stderr
 
 def rows(db):
@@ -208,6 +208,17 @@ if os.geteuid() == 0:
         print(f"hostile_paths: NOTE: running as root and cannot switch to uid 65534 ({e}): "
               "the unreadable file/folder sub-check is skipped")
 if as_user is not None:
+    # that user may not reach the build tree (a clone under /root is 0700): it
+    # runs a copy of the binary and of the model from this test's own folder
+    import shutil
+    X = tmp + "/x"
+    shutil.copytree(itm, X + "/itm")
+    shutil.copy2(QF, X + "/qformer")
+    for d, _, files in os.walk(X):
+        os.chmod(d, 0o755)
+        for f in files: os.chmod(os.path.join(d, f), 0o755)
+    itm = X + "/itm"
+    as_user["binary"] = X + "/qformer"
     U = fs(tmp + "/u")
     for n in (b"ok1.png", b"ok2.png", b"secret.png", b"noext", b"locked/in1.png", b"locked/in2.png"):
         put(U + b"/" + n)

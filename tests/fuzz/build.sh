@@ -2,7 +2,7 @@
 # build.sh [OUT_DIR] - builds the libFuzzer harnesses of tests/fuzz/ with
 # clang -fsanitize=fuzzer,address,undefined into OUT_DIR (default
 # <repo>/build-fuzz). Only the parser sources the harnesses use are compiled
-# (embed/{common,safetensors,config,image,bert}.c, query/bpe.c): no FAISS,
+# (embed/{common,safetensors,config,image,bert}.c, embed/bpe.c): no FAISS,
 # MPI, OpenBLAS or SQLite. Objects are rebuilt only when a source or header
 # is newer. Fails (exit 1) when clang or its libFuzzer runtime is missing:
 # scripts/setup.sh installs both (packages clang, libclang-rt-dev).
@@ -34,7 +34,7 @@ san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
 cflags=(-std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Wno-unused-parameter
         -Wno-unknown-pragmas -Werror -I"$root" "${dep_cflags[@]}"
         "-DQF_FUZZ_FIXTURES=\"$root/tests/fixtures\"")
-lib_src=(embed/common.c embed/safetensors.c embed/config.c embed/image.c embed/bert.c query/bpe.c)
+lib_src=(embed/common.c embed/safetensors.c embed/config.c embed/image.c embed/bert.c embed/bpe.c)
 headers=("$root"/embed/*.h "$root"/query/*.h "$here"/*.h)
 
 newer_than() {   # newer_than TARGET FILE...: 0 when TARGET is missing or older than a FILE

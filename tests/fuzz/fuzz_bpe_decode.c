@@ -6,7 +6,7 @@
  * NUL-terminated valid UTF-8 of the length reported, the same through
  * qf_bpe_decode, and cleaning spaces never makes it longer. A second pass
  * injects an allocation failure. */
-#include "query/bpe.h"
+#include "embed/bpe.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static qf_bpe *tok;

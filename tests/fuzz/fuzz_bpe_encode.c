@@ -6,7 +6,7 @@
  * NUL-terminated entry point when the text has no NUL, and decodes back to
  * exactly the input when no special token was carved out of it. A second
  * pass injects an allocation failure. */
-#include "query/bpe.h"
+#include "embed/bpe.h"
 #include "tests/fuzz/fuzz_util.h"
 
 static qf_bpe *tok;

@@ -8,7 +8,7 @@
  * the special names) into ids that all have a token and decode them back
  * into valid UTF-8, and decode every id that has a token. A second pass
  * injects an allocation failure. */
-#include "query/bpe.h"
+#include "embed/bpe.h"
 #include "tests/fuzz/fuzz_util.h"
 
 #define SEP "\n=====\n"

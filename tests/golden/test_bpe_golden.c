@@ -4,7 +4,7 @@
  * (`bpe.N.input_ids`, `prompt_input_ids`, I64), and every caption's greedy
  * and beam ids decoded to the stored texts exactly. */
 #include "embed/safetensors.h"
-#include "query/bpe.h"
+#include "embed/bpe.h"
 #include "tests/testutil.h"
 
 #include <jansson.h>

@@ -4,7 +4,7 @@
  * tokenizers written here, and the error paths under allocation failure.
  * Expected splits and replacement strings were checked against Python
  * (`regex` module, bytes.decode(errors="replace")). */
-#include "query/bpe.h"
+#include "embed/bpe.h"
 #include "tests/testutil.h"
 
 #include <stdio.h>

@@ -4,8 +4,8 @@
  * the first step, max length reached, min_new_tokens, repetition penalty). */
 #include "embed/config.h"
 #include "embed/safetensors.h"
-#include "query/generate.h"
-#include "query/opt.h"
+#include "embed/generate.h"
+#include "embed/opt.h"
 #include "tests/testutil.h"
 
 #include <math.h>
@@ -20,7 +20,7 @@ static int V, D;
 
 static int setup(void) {
     if (qf_config_load(qf_fixture("tiny-blip2-opt"), &cfg) || qf_st_open(qf_fixture("tiny-blip2-opt"), &w) ||
-        qf_opt_load(w, &cfg, &m)) {
+        qf_opt_load(w, &cfg, QF_OPT_F32, &m)) {
         fprintf(stderr, "setup: %s\n", qf_last_error());
         return 1;
     }

@@ -9,8 +9,8 @@
 #include "embed/kernels_cpu.h"
 #include "embed/ops.h"
 #include "embed/safetensors.h"
-#include "query/generate.h"
-#include "query/opt.h"
+#include "embed/generate.h"
+#include "embed/opt.h"
 #include "tests/testutil.h"
 
 #include <cblas.h>
@@ -223,8 +223,8 @@ static int check_opt_weights(qf_opt_weights wt, double tol) {
     qf_opt *m32 = NULL, *m16 = NULL;
     CU_ASSERT_FATAL(qf_config_load(qf_fixture("tiny-blip2-opt"), &cfg) == QF_OK);
     CU_ASSERT_FATAL(qf_st_open(qf_fixture("tiny-blip2-opt"), &w) == QF_OK);
-    CU_ASSERT_FATAL(qf_opt_load(w, &cfg, &m32) == QF_OK);
-    CU_ASSERT_FATAL(qf_opt_load_as(w, &cfg, wt, &m16) == QF_OK);
+    CU_ASSERT_FATAL(qf_opt_load(w, &cfg, QF_OPT_F32, &m32) == QF_OK);
+    CU_ASSERT_FATAL(qf_opt_load(w, &cfg, wt, &m16) == QF_OK);
     const int D = qf_opt_dim(m32), V = qf_opt_vocab(m32), T = 12, n_new = 8;
     float *prefix = malloc(sizeof(float) * T * D), *l32 = malloc(sizeof(float) * T * V),
           *l16 = malloc(sizeof(float) * T * V);
@@ -272,7 +272,7 @@ static int opt_captions_agree(qf_opt_weights wt, int *n_total) {
     CU_ASSERT_FATAL(qf_config_load(qf_fixture("tiny-blip2-opt"), &cfg) == QF_OK);
     CU_ASSERT_FATAL(qf_st_open(qf_fixture("tiny-blip2-opt"), &w) == QF_OK);
     CU_ASSERT_FATAL(qf_st_open(qf_fixture("tiny-blip2-opt/expected.safetensors"), &ex) == QF_OK);
-    CU_ASSERT_FATAL(qf_opt_load_as(w, &cfg, wt, &m) == QF_OK);
+    CU_ASSERT_FATAL(qf_opt_load(w, &cfg, wt, &m) == QF_OK);
     qf_gen_params p;
     CU_ASSERT_FATAL(qf_gen_params_load(qf_fixture("tiny-blip2-opt"), &cfg, &p) == QF_OK);
     p.max_new_tokens = 16;

@@ -1,12 +1,14 @@
 /* caption.c - see caption.h. The prompt is tokenized with OPT's BPE (`</s>`
  * first, as the checkpoints' tokenizer_config adds it); without a prompt the
  * input is [</s>] alone, as Blip2ForConditionalGeneration.generate uses. */
-#include "query/caption.h"
+#include "embed/caption.h"
 
-#include "query/bpe.h"
-#include "query/opt.h"
+#include "embed/bpe.h"
+#include "embed/opt.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct qf_captioner {
@@ -19,11 +21,7 @@ struct qf_captioner {
     float          *vis, *q_out;
 };
 
-qf_status qf_captioner_load(const char *model_dir, qf_captioner **out) {
-    return qf_captioner_load_as(model_dir, QF_OPT_F32, out);
-}
-
-qf_status qf_captioner_load_as(const char *model_dir, qf_opt_weights wtype, qf_captioner **out) {
+qf_status qf_captioner_load(const char *model_dir, qf_opt_weights wtype, qf_captioner **out) {
     *out = NULL;
     qf_captioner *c = qf_calloc(1, sizeof *c);
     if (!c) return qf_errorf(QF_ERR_NOMEM, "out of memory loading %s", model_dir);
@@ -35,7 +33,7 @@ qf_status qf_captioner_load_as(const char *model_dir, qf_opt_weights wtype, qf_c
                       "use e.g. Salesforce/blip2-opt-2.7b", model_dir);
         goto fail;
     }
-    if ((s = qf_opt_load_as(qf_blip2_weights(c->model), cfg, wtype, &c->opt)) ||
+    if ((s = qf_opt_load(qf_blip2_weights(c->model), cfg, wtype, &c->opt)) ||
         (s = qf_bpe_load(model_dir, &c->bpe)) ||
         (s = qf_img_preproc_load(model_dir, &c->pp)) ||
         (s = qf_gen_params_load(model_dir, cfg, &c->gen)) ||
@@ -137,4 +135,21 @@ qf_status qf_captioner_run_file(qf_captioner *c, const char *path, const char *p
     if (!s) s = qf_captioner_run_pixels(c, pixels, prompt, p, out);
     qf_free(pixels);
     return s;
+}
+
+void qf_caption_settings(const qf_gen_params *gp, qf_opt_weights wtype, char *buf, size_t n) {
+    snprintf(buf, n, "beams=%d,max_new=%d,min_new=%d,lp=%g,rp=%g,eos=%d%s%s", gp->num_beams,
+             gp->max_new_tokens, gp->min_new_tokens, gp->length_penalty, gp->repetition_penalty, gp->eos_id,
+             wtype == QF_OPT_F32 ? "" : ",w=", wtype == QF_OPT_F32 ? "" : qf_opt_weights_name(wtype));
+}
+
+char *qf_caption_ids_json(const qf_caption *cap) {
+    json_t *a = json_array();
+    for (int t = 0; a && t < cap->n_ids; t++)
+        if (json_array_append_new(a, json_integer(cap->ids[t]))) { json_decref(a); a = NULL; }
+    char *js = a ? json_dumps(a, JSON_COMPACT) : NULL;   /* malloc'd by jansson */
+    json_decref(a);
+    char *out = js ? qf_strdup(js) : NULL;
+    free(js);
+    return out;
 }

@@ -36,10 +36,9 @@ const char *qf_opt_weights_name(qf_opt_weights w);
 qf_status   qf_opt_weights_parse(const char *s, qf_opt_weights *out);
 
 /* Loads language_projection.* and language_model.* from the opened weights
- * `st` (borrowed: must outlive the qf_opt), matrices held as `wtype`. */
-qf_status qf_opt_load_as(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_opt **out);
-/* qf_opt_load_as(..., QF_OPT_F32, ...) */
-qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out);
+ * `st` (borrowed: must outlive the qf_opt), matrices held as `wtype`
+ * (QF_OPT_F32: the exact model). */
+qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_opt **out);
 void      qf_opt_free(qf_opt *m);
 
 qf_opt_weights qf_opt_weight_type(const qf_opt *m);

@@ -4,7 +4,7 @@
  * result, single byte) is interned in one open-addressing table, merges in a
  * second keyed by the pair of symbol indices; all strings sit in one pool
  * addressed by offsets, untouched after load. */
-#include "query/bpe.h"
+#include "embed/bpe.h"
 
 #include <errno.h>
 #include <jansson.h>

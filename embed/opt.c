@@ -5,7 +5,7 @@
  * share their GEMMs (one row per sequence); attention runs per sequence over
  * its own cache. Queries are scaled by head_dim^-0.5 before q k^T, as
  * OPTAttention does. */
-#include "query/opt.h"
+#include "embed/opt.h"
 
 #include "embed/kernels_cpu.h"
 #include "embed/ops.h"
@@ -59,19 +59,11 @@ struct qf_opt_cache {
     qf_arena  arena;              /* activations                   */
 };
 
-typedef struct { size_t off; const char *fmt; int rows, cols; } spec;  /* cols 0: vector */
-#define OL(f) offsetof(opt_layer, f)
-enum { S_D = -1, S_F = -2 };
 enum { WCHUNK = 256 };            /* BF16 mode: weight rows converted per sgemm in a prefill */
 /* BF16 mode: up to this many rows stream the BF16 weights (8 rows per pass,
  * faster than widening them for sgemm at these sizes: bench prefill of 40
  * rows 9.1 -> see README); longer prefills widen WCHUNK rows for sgemm. */
 enum { BF16_MATVEC_ROWS = 64 };
-
-static qf_status get(qf_st *st, const char *name, int64_t r, int64_t c, const float **out) {
-    int64_t shape[2] = { r, c };
-    return qf_st_get_f32(st, name, c ? 2 : 1, shape, out);
-}
 
 static qf_status own(qf_opt *m, void *p, const char *name) {
     void **ow = p ? qf_realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *ow) : NULL;
@@ -128,10 +120,6 @@ static qf_status get_mat(qf_opt *m, qf_st *st, const char *name, int64_t r, int6
     return QF_OK;
 }
 
-qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt **out) {
-    return qf_opt_load_as(st, cfg, QF_OPT_F32, out);
-}
-
 const char *qf_opt_weights_name(qf_opt_weights w) {
     return w == QF_OPT_BF16 ? "bf16" : w == QF_OPT_INT8 ? "int8" : "f32";
 }
@@ -142,7 +130,78 @@ qf_status qf_opt_weights_parse(const char *s, qf_opt_weights *out) {
     return qf_errorf(QF_ERR_ARG, "unknown weight type '%s' (f32, bf16 or int8)", s ? s : "");
 }
 
-qf_status qf_opt_load_as(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_opt **out) {
+/* Symbolic dimensions of the tensor table, resolved from the config (as
+ * blip2.c's table). */
+enum { D_NONE, D_D, D_F, D_V, D_DQ, D_P2, D_COUNT };
+
+/* Flags of a table entry: MAT, the field is a wmat held in the model's
+ * weight type (else a `const float *` in float32); BIAS, a linear layer's
+ * bias, absent when the config says enable_bias = false; FINAL_LN, absent
+ * when the config removes the final layer norm. */
+enum { MAT = 1, BIAS = 2, FINAL_LN = 4 };
+
+typedef struct {
+    size_t      off;                /* offset of the field                   */
+    const char *fmt;                /* HF tensor name; %d = layer index      */
+    int         dims[2];            /* symbolic shape, D_NONE-terminated     */
+    int         flags;
+} tensor_spec;
+
+#define M(f) offsetof(struct qf_opt, f)
+static const tensor_spec model_specs[] = {
+    { M(proj_w), "language_projection.weight",                             { D_D, D_DQ }, 0 },
+    { M(proj_b), "language_projection.bias",                               { D_D },       0 },
+    { M(embed),  "language_model.model.decoder.embed_tokens.weight",       { D_V, D_D },  0 },
+    { M(pos),    "language_model.model.decoder.embed_positions.weight",    { D_P2, D_D }, 0 },
+    { M(fln_w),  "language_model.model.decoder.final_layer_norm.weight",   { D_D },       FINAL_LN },
+    { M(fln_b),  "language_model.model.decoder.final_layer_norm.bias",     { D_D },       FINAL_LN },
+};
+
+#define OL(f) offsetof(opt_layer, f)
+static const tensor_spec layer_specs[] = {
+    { OL(ln1_w), "language_model.model.decoder.layers.%d.self_attn_layer_norm.weight", { D_D },      0 },
+    { OL(ln1_b), "language_model.model.decoder.layers.%d.self_attn_layer_norm.bias",   { D_D },      0 },
+    { OL(q),     "language_model.model.decoder.layers.%d.self_attn.q_proj.weight",     { D_D, D_D }, MAT },
+    { OL(q_b),   "language_model.model.decoder.layers.%d.self_attn.q_proj.bias",       { D_D },      BIAS },
+    { OL(k),     "language_model.model.decoder.layers.%d.self_attn.k_proj.weight",     { D_D, D_D }, MAT },
+    { OL(k_b),   "language_model.model.decoder.layers.%d.self_attn.k_proj.bias",       { D_D },      BIAS },
+    { OL(v),     "language_model.model.decoder.layers.%d.self_attn.v_proj.weight",     { D_D, D_D }, MAT },
+    { OL(v_b),   "language_model.model.decoder.layers.%d.self_attn.v_proj.bias",       { D_D },      BIAS },
+    { OL(o),     "language_model.model.decoder.layers.%d.self_attn.out_proj.weight",   { D_D, D_D }, MAT },
+    { OL(o_b),   "language_model.model.decoder.layers.%d.self_attn.out_proj.bias",     { D_D },      BIAS },
+    { OL(ln2_w), "language_model.model.decoder.layers.%d.final_layer_norm.weight",     { D_D },      0 },
+    { OL(ln2_b), "language_model.model.decoder.layers.%d.final_layer_norm.bias",       { D_D },      0 },
+    { OL(fc1),   "language_model.model.decoder.layers.%d.fc1.weight",                  { D_F, D_D }, MAT },
+    { OL(fc1_b), "language_model.model.decoder.layers.%d.fc1.bias",                    { D_F },      BIAS },
+    { OL(fc2),   "language_model.model.decoder.layers.%d.fc2.weight",                  { D_D, D_F }, MAT },
+    { OL(fc2_b), "language_model.model.decoder.layers.%d.fc2.bias",                    { D_D },      BIAS },
+};
+
+/* Loads every entry of `specs` that the config has into the struct at
+ * `base` (name formatted with `layer`): one path, so every tensor gets the
+ * same presence, dtype and shape checks and messages. */
+static qf_status load_specs(qf_opt *m, qf_st *st, const int64_t *dim, void *base, const tensor_spec *specs,
+                            size_t n, int layer) {
+    for (size_t i = 0; i < n; i++) {
+        const tensor_spec *sp = &specs[i];
+        if ((sp->flags & BIAS && !m->cfg.enable_bias) || (sp->flags & FINAL_LN && m->cfg.remove_final_layer_norm))
+            continue;
+        char name[256];
+        snprintf(name, sizeof name, sp->fmt, layer);
+        int64_t shape[2];
+        int nd = 0;
+        for (; nd < 2 && sp->dims[nd] != D_NONE; nd++) shape[nd] = dim[sp->dims[nd]];
+        char *field = (char *)base + sp->off;
+        qf_status s = sp->flags & MAT ? get_mat(m, st, name, shape[0], shape[1], (wmat *)field)
+                                      : qf_st_get_f32(st, name, nd, shape, (const float **)field);
+        if (s) return s;
+    }
+    return QF_OK;
+}
+#define LOAD(m, st, dim, base, specs, layer) \
+    load_specs((m), (st), (dim), (base), (specs), sizeof(specs) / sizeof((specs)[0]), (layer))
+
+qf_status qf_opt_load(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights wtype, qf_opt **out) {
     *out = NULL;
     if (!cfg->text.present)
         return qf_errorf(QF_ERR_MISSING, "config.json has no OPT text_config: not a captioning checkpoint");
@@ -157,45 +216,22 @@ qf_status qf_opt_load_as(qf_st *st, const qf_blip2_config *cfg, qf_opt_weights w
     m->cfg = *c;
     m->wtype = wtype;
     m->d_q = cfg->qformer.hidden_size;
-    const int64_t D = c->hidden_size, F = c->ffn_dim, V = c->vocab_size;
+    int64_t dim[D_COUNT] = { 0 };
+    dim[D_D] = c->hidden_size;
+    dim[D_F] = c->ffn_dim;
+    dim[D_V] = c->vocab_size;
+    dim[D_DQ] = m->d_q;
+    dim[D_P2] = c->max_position_embeddings + 2;  /* OPT's learned positions start at offset 2 */
     qf_status s;
     m->layers = qf_calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
     if (!m->layers) { s = qf_errorf(QF_ERR_NOMEM, "out of memory loading OPT"); goto fail; }
-    if ((s = get(st, "language_projection.weight", D, m->d_q, &m->proj_w)) ||
-        (s = get(st, "language_projection.bias", D, 0, &m->proj_b)) ||
-        (s = get(st, "language_model.model.decoder.embed_tokens.weight", V, D, &m->embed)) ||
-        (s = get(st, "language_model.model.decoder.embed_positions.weight",
-                 c->max_position_embeddings + 2, D, &m->pos)))
-        goto fail;
-    if (!c->remove_final_layer_norm &&
-        ((s = get(st, "language_model.model.decoder.final_layer_norm.weight", D, 0, &m->fln_w)) ||
-         (s = get(st, "language_model.model.decoder.final_layer_norm.bias", D, 0, &m->fln_b))))
-        goto fail;
+    if ((s = LOAD(m, st, dim, m, model_specs, 0))) goto fail;
     /* save_pretrained drops lm_head when it is tied to embed_tokens */
     if ((s = get_mat(m, st, qf_st_find(st, "language_model.lm_head.weight") ? "language_model.lm_head.weight"
-                     : "language_model.model.decoder.embed_tokens.weight", V, D, &m->lm_head)))
+                     : "language_model.model.decoder.embed_tokens.weight", dim[D_V], dim[D_D], &m->lm_head)))
         goto fail;
-    static const spec layer_specs[] = {       /* cols != 0 and offset of a wmat: a matrix */
-        { OL(ln1_w), "self_attn_layer_norm.weight", S_D, 0 }, { OL(ln1_b), "self_attn_layer_norm.bias", S_D, 0 },
-        { OL(q), "self_attn.q_proj.weight", S_D, S_D },       { OL(q_b), "self_attn.q_proj.bias", S_D, 0 },
-        { OL(k), "self_attn.k_proj.weight", S_D, S_D },       { OL(k_b), "self_attn.k_proj.bias", S_D, 0 },
-        { OL(v), "self_attn.v_proj.weight", S_D, S_D },       { OL(v_b), "self_attn.v_proj.bias", S_D, 0 },
-        { OL(o), "self_attn.out_proj.weight", S_D, S_D },     { OL(o_b), "self_attn.out_proj.bias", S_D, 0 },
-        { OL(ln2_w), "final_layer_norm.weight", S_D, 0 },     { OL(ln2_b), "final_layer_norm.bias", S_D, 0 },
-        { OL(fc1), "fc1.weight", S_F, S_D },                  { OL(fc1_b), "fc1.bias", S_F, 0 },
-        { OL(fc2), "fc2.weight", S_D, S_F },                  { OL(fc2_b), "fc2.bias", S_D, 0 },
-    };
     for (int l = 0; l < c->num_hidden_layers; l++)
-        for (size_t i = 0; i < sizeof layer_specs / sizeof layer_specs[0]; i++) {
-            const spec *sp = &layer_specs[i];
-            if (!c->enable_bias && strstr(sp->fmt, ".bias") && !strstr(sp->fmt, "norm")) continue;
-            char name[256];
-            snprintf(name, sizeof name, "language_model.model.decoder.layers.%d.%s", l, sp->fmt);
-            int64_t r = sp->rows == S_D ? D : F, cc = sp->cols == 0 ? 0 : sp->cols == S_D ? D : F;
-            char *field = (char *)&m->layers[l] + sp->off;
-            if ((s = cc ? get_mat(m, st, name, r, cc, (wmat *)field) : get(st, name, r, 0, (const float **)field)))
-                goto fail;
-        }
+        if ((s = LOAD(m, st, dim, &m->layers[l], layer_specs, l))) goto fail;
     *out = m;
     return QF_OK;
 fail:

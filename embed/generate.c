@@ -7,7 +7,7 @@
  * finished hypotheses scored sum_logprob / n_new^length_penalty; the best
  * num_beams non-finished candidates continue; the search stops when every
  * candidate hits a stop or no running beam can beat the worst finished one. */
-#include "query/generate.h"
+#include "embed/generate.h"
 
 #include <jansson.h>
 #include <math.h>

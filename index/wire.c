@@ -1,5 +1,5 @@
 /* wire.c - see wire.h. */
-#include "mpi/wire.h"
+#include "index/wire.h"
 
 #include <string.h>
 

@@ -10,7 +10,7 @@
 #ifndef QF_GENERATE_H
 #define QF_GENERATE_H
 
-#include "query/opt.h"
+#include "embed/opt.h"
 
 typedef struct {
     int   max_new_tokens;         /* default 20 (HF max_length 20 in practice); fixtures use 16 */

@@ -9,17 +9,17 @@
 
 #include "embed/blip2.h"
 #include "embed/image.h"
-#include "query/generate.h"
-#include "query/opt.h"
+#include "embed/generate.h"
+#include "embed/opt.h"
 
 #include <stdint.h>
 
 typedef struct qf_captioner qf_captioner;
 
-qf_status qf_captioner_load(const char *model_dir, qf_captioner **out);
-/* Same with the language model's matrices held as wtype (opt.h): F32 is
- * exact to HF, BF16 / INT8 trade agreement for speed and memory. */
-qf_status qf_captioner_load_as(const char *model_dir, qf_opt_weights wtype, qf_captioner **out);
+/* Loads the checkpoint folder with the language model's matrices held as
+ * wtype (opt.h): QF_OPT_F32 is exact to HF, BF16 / INT8 trade agreement for
+ * speed and memory. */
+qf_status qf_captioner_load(const char *model_dir, qf_opt_weights wtype, qf_captioner **out);
 void      qf_captioner_free(qf_captioner *c);   /* NULL ok */
 
 /* Settings from generation_config.json (borrowed; copy to change them). */
@@ -34,6 +34,15 @@ typedef struct {
 } qf_caption;
 
 void qf_caption_free(qf_caption *cap);   /* frees the fields; NULL ok */
+
+/* The settings part of a caption-cache key (qf_store_caption_get/put): every
+ * generation setting that changes the caption, and the weight type unless it
+ * is F32 (F32 keys are those of earlier versions: exact captions). Written
+ * into buf[n] (truncated to fit, NUL-terminated). */
+void  qf_caption_settings(const qf_gen_params *p, qf_opt_weights wtype, char *buf, size_t n);
+/* cap->ids as a compact JSON array ("[2,100,50118]"): a new string the
+ * caller frees (qf_free), NULL when out of memory. */
+char *qf_caption_ids_json(const qf_caption *cap);
 
 /* Captions from vision features [n_vis, vis_dim] (e.g. cached, or computed by
  * a retrieval checkpoint sharing the same ViT). prompt: NULL or "" = none. */
