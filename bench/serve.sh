@@ -8,9 +8,11 @@
 #   bench/serve.sh [BUILD_DIR]        (default: $QF_BINARY_DIR, else ./build)
 #
 # Environment: QF_FULLSIZE_DIR=DIR keeps the checkpoint there and reuses it
-# (default: a temporary folder, removed at exit); QF_SERVE_REQUESTS requests
+# (default: a temporary folder, removed at exit; F32 by default, as published
+# checkpoints are, so the weights are mmapped rather than converted at each
+# load: QF_SERVE_GEN_ARGS="--dtype f16" to change); QF_SERVE_REQUESTS requests
 # per concurrency level (default 48); QF_SERVE_THREADS server threads
-# (default: cores). Not part of ctest: ~2.5 GB of disk, ~6 GB of RAM, and a
+# (default: cores). Not part of ctest: ~4.7 GB of disk, ~6 GB of RAM, and a
 # few minutes (the 4 indexed images go through the full-size ViT).
 set -euo pipefail
 
@@ -33,8 +35,9 @@ echo "== machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d
 if [ -f "$MODEL/config.json" ]; then
     echo "== reusing checkpoint $MODEL"
 else
-    echo "== generating the full-size checkpoint (F16) in $MODEL"
-    "$GEN" --out "$MODEL" --dtype f16 >/dev/null
+    echo "== generating the full-size checkpoint in $MODEL"
+    # shellcheck disable=SC2086
+    "$GEN" --out "$MODEL" ${QF_SERVE_GEN_ARGS:-} >/dev/null
 fi
 mkdir -p "$WORK/img"
 cp "$ROOT"/tests/fixtures/tiny-blip2-itm/inputs/{rgb_80x52,gray_64x48,palette_45x45}.png \

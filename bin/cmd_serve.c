@@ -13,7 +13,7 @@
 
 static const char usage_text[] =
     "usage: qformer serve --db FILE.db [--caption-model DIR] [--caption-dtype f32|bf16|int8]\n"
-    "                     [--model DIR] [--host 127.0.0.1] [--port 8080] [--threads N]\n"
+    "                     [--model DIR] [--host ADDR] [--port N] [--threads N]\n"
     "\n"
     "Keeps the index, the retrieval model (and the captioning model) loaded and answers\n"
     "HTTP on HOST:PORT: a search page at / and a JSON API whose answers are those of the\n"

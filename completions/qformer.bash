@@ -67,6 +67,8 @@ _qformer_value() {
     "serve --caption-model") echo "model" ;;
     "serve --caption-dtype") echo "choice:f32 bf16 int8" ;;
     "serve --model") echo "model" ;;
+    "serve --host") echo "none" ;;
+    "serve --port") echo "none" ;;
     "serve --threads") echo "none" ;;
     "export --db") echo "file" ;;
     "export --out") echo "dir" ;;
