@@ -37,7 +37,7 @@ if [ -f "$MODEL/config.json" ]; then
 else
     echo "== generating the full-size checkpoint in $MODEL"
     # shellcheck disable=SC2086
-    "$GEN" --out "$MODEL" ${QF_SERVE_GEN_ARGS:-} >/dev/null
+    "$GEN" --out "$MODEL" ${QF_SERVE_GEN_ARGS:---dtype f32} >/dev/null
 fi
 mkdir -p "$WORK/img"
 cp "$ROOT"/tests/fixtures/tiny-blip2-itm/inputs/{rgb_80x52,gray_64x48,palette_45x45}.png \

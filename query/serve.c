@@ -63,7 +63,7 @@ struct qf_server {
     snapshot        *cur;
     int              reloading;
     int64_t          inflight, requests, reloads;
-    int              stopping;
+    int              stopping;    /* also read without the lock: atomics   */
 
     struct MHD_Daemon *d;
     int              port;
@@ -195,23 +195,29 @@ typedef struct {                 /* one request, across handler calls */
     char    *filename;
     int      file_field;         /* a file part was seen                */
     struct MHD_PostProcessor *pp;
-    struct timespec t0;
 } request;
 
 static void free_cb(void *p) { qf_free(p); }
 
-static enum MHD_Result send_buf(qf_server *sv, struct MHD_Connection *c, unsigned code, const char *type,
-                                char *buf, size_t len) {
+/* Queues buf (qf_malloc'd; the response frees it). allow: the Allow
+ * header of a 405, else NULL. */
+static enum MHD_Result send_buf_allow(qf_server *sv, struct MHD_Connection *c, unsigned code, const char *type,
+                                      char *buf, size_t len, const char *allow) {
     struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, buf, free_cb);
     if (!r) { qf_free(buf); return MHD_NO; }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (sv->stopping) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    if (code == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD, POST");
+    if (__atomic_load_n(&sv->stopping, __ATOMIC_RELAXED)) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (allow) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     enum MHD_Result ret = MHD_queue_response(c, code, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+static enum MHD_Result send_buf(qf_server *sv, struct MHD_Connection *c, unsigned code, const char *type,
+                                char *buf, size_t len) {
+    return send_buf_allow(sv, c, code, type, buf, len, NULL);
 }
 
 /* A memory stream whose buffer is handed to qf_malloc'd storage. */
@@ -231,6 +237,20 @@ static char *mb_close(membuf *mb, size_t *len) {
     return out;
 }
 
+/* {"error": msg, "status": code} */
+static enum MHD_Result send_json_error(qf_server *sv, struct MHD_Connection *c, unsigned code, const char *allow,
+                                       const char *msg) {
+    membuf mb;
+    if (!mb_open(&mb)) return MHD_NO;
+    fputs("{\"error\": ", mb.f);
+    qf_export_json_string(mb.f, msg);
+    fprintf(mb.f, ", \"status\": %u}\n", code);
+    size_t len = 0;
+    char *buf = mb_close(&mb, &len);
+    if (!buf) return MHD_NO;
+    return send_buf_allow(sv, c, code, "application/json", buf, len, allow);
+}
+
 static enum MHD_Result send_error(qf_server *sv, struct MHD_Connection *c, unsigned code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -240,15 +260,13 @@ static enum MHD_Result send_error(qf_server *sv, struct MHD_Connection *c, unsig
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    membuf mb;
-    if (!mb_open(&mb)) return MHD_NO;
-    fputs("{\"error\": ", mb.f);
-    qf_export_json_string(mb.f, msg);
-    fprintf(mb.f, ", \"status\": %u}\n", code);
-    size_t len = 0;
-    char *buf = mb_close(&mb, &len);
-    if (!buf) return MHD_NO;
-    return send_buf(sv, c, code, "application/json", buf, len);
+    return send_json_error(sv, c, code, NULL, msg);
+}
+
+static enum MHD_Result not_allowed(qf_server *sv, struct MHD_Connection *c, const char *method, const char *allow) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%.40s is not allowed here (allowed: %s)", method, allow);
+    return send_json_error(sv, c, MHD_HTTP_METHOD_NOT_ALLOWED, allow, msg);
 }
 
 /* A failed library call: the status picks the HTTP code. */
@@ -397,7 +415,7 @@ static enum MHD_Result api_image(qf_server *sv, struct MHD_Connection *c, const 
     if (!r) { close(fd); return MHD_NO; }
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    if (sv->stopping) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (__atomic_load_n(&sv->stopping, __ATOMIC_RELAXED)) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;
@@ -471,19 +489,19 @@ static enum MHD_Result route(qf_server *sv, struct MHD_Connection *c, const char
                              request *rq) {
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD"), post = !strcmp(method, "POST");
     if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
-        if (!get) return send_error(sv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "%s is not allowed here", method);
+        if (!get) return not_allowed(sv, c, method, "GET, HEAD");
         char *buf = qf_strdup(qf_serve_page_html);
         return buf ? send_buf(sv, c, MHD_HTTP_OK, "text/html; charset=utf-8", buf, strlen(buf)) : MHD_NO;
     }
     if (!strcmp(url, "/api/search")) {
         if (get) return api_search(sv, c, rq, 0);
         if (post) return api_search(sv, c, rq, 1);
-        return send_error(sv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "%s is not allowed here", method);
+        return not_allowed(sv, c, method, "GET, HEAD, POST");
     }
     static const char img[] = "/api/image/", cap[] = "/api/caption/";
     int is_img = !strncmp(url, img, sizeof img - 1), is_cap = !strncmp(url, cap, sizeof cap - 1);
     if (is_img || is_cap || !strcmp(url, "/api/info")) {
-        if (!get) return send_error(sv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "%s is not allowed here", method);
+        if (!get) return not_allowed(sv, c, method, "GET, HEAD");
         if (is_img) return api_image(sv, c, url + sizeof img - 1);
         if (is_cap) return api_caption(sv, c, url + sizeof cap - 1);
         return api_info(sv, c);
@@ -531,7 +549,6 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     if (!rq) {
         if (!(rq = qf_calloc(1, sizeof *rq))) return MHD_NO;
         *con_cls = rq;
-        clock_gettime(CLOCK_MONOTONIC, &rq->t0);
         pthread_mutex_lock(&sv->mu);
         sv->inflight++;
         sv->requests++;
@@ -700,15 +717,19 @@ qf_status qf_serve_start(const qf_serve_opts *o, qf_server **out) {
     clock_gettime(CLOCK_MONOTONIC, &sv->t0);
     unsigned mflags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
                       (v6 ? MHD_USE_IPv6 : 0);
-    sv->d = MHD_start_daemon(mflags, (uint16_t)o->port, NULL, NULL, handler, sv,
-                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(sv->n_w > 1 ? sv->n_w : 0),
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)QF_SERVE_TIMEOUT_S,
-                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, QF_SERVE_MAX_HEADERS,
-                             MHD_OPTION_NOTIFY_COMPLETED, completed, sv,
-                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, sv,
-                             MHD_OPTION_END);
+    /* the logger first, so that MHD's own option warnings reach it too; no
+     * thread pool for one thread (MHD refuses a size of 1) */
+    struct MHD_OptionItem mo[] = {
+        { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, sv },
+        { MHD_OPTION_SOCK_ADDR, 0, &addr },
+        { MHD_OPTION_CONNECTION_TIMEOUT, QF_SERVE_TIMEOUT_S, NULL },
+        { MHD_OPTION_CONNECTION_LIMIT, 1024, NULL },
+        { MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)QF_SERVE_MAX_HEADERS, NULL },
+        { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, sv },
+        { sv->n_w > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, sv->n_w, NULL },
+        { MHD_OPTION_END, 0, NULL },
+    };
+    sv->d = MHD_start_daemon(mflags, (uint16_t)o->port, NULL, NULL, handler, sv, MHD_OPTION_ARRAY, mo, MHD_OPTION_END);
     if (!sv->d) {
         s = qf_errorf(QF_ERR_IO, "cannot listen on %s port %d (in use, or not an address of this machine)", host, o->port);
         goto fail;
@@ -735,7 +756,7 @@ void qf_serve_stop(qf_server *sv, int grace_s) {
     MHD_socket ls = MHD_quiesce_daemon(sv->d);
     if (ls != MHD_INVALID_SOCKET) close(ls);
     pthread_mutex_lock(&sv->mu);
-    sv->stopping = 1;
+    __atomic_store_n(&sv->stopping, 1, __ATOMIC_RELAXED);
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += grace_s;

@@ -98,6 +98,13 @@ form = (f'--{bnd}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\
         f'Content-Type: image/jpeg\r\n\r\n').encode() + img + f"\r\n--{bnd}--\r\n".encode()
 st, _, api = get("/api/search?k=3", "POST", form, {"Content-Type": f"multipart/form-data; boundary={bnd}"})
 check(st == 200 and api == cli, f"multipart POST = search --image:\n{api.decode()}\nvs\n{cli.decode()}")
+# a large upload (a 1200 x 900 random PNG, ~3 MB) arrives whole through MHD's small buffers
+import random
+big = make_png(1200, 900, random.Random(7))
+open(tmp + "/big.png", "wb").write(big)
+cli = run("search", "--db", db, "-k", "2", "--format", "json", "--image", tmp + "/big.png").stdout.encode()
+st, _, api = get("/api/search?k=2", "POST", big, {"Content-Type": "image/png"})
+check(st == 200 and api == cli.replace(f'"image:{tmp}/big.png"'.encode(), b'"image:upload"'), f"{len(big)} B upload: {st} {api[:200]}")
 # info = info --db --format json, plus "server"
 cli = json.loads(run("info", "--db", db, "--format", "json").stdout)
 st, _, api = get("/api/info")
