@@ -1,8 +1,10 @@
 /* cmd_bench.c - `qformer bench`: speed of the full-size models on random
  * weights built in memory (no checkpoint on disk): BLIP-2 retrieval with
  * EVA ViT-g/14 at 224 + BERT-base Q-Former (~1.17 B parameters, 4.7 GB in
- * F32) and OPT-2.7B (10.6 GB in F32). Weights go through the same loader
- * checks as a checkpoint (qf_st_from_memory + qf_blip2_init / qf_opt_load).
+ * F32), OPT-2.7B (10.6 GB in F32) and the Flan-T5-XL language model of
+ * blip2-flan-t5-xl (2.85 B parameters, 11.4 GB in F32). Weights go through
+ * the same loader checks as a checkpoint (qf_st_from_memory + qf_blip2_init /
+ * qf_opt_load / qf_t5_load).
  * Each figure is the median of --repeat timed runs after one warm-up. */
 #include "cli.h"
 
@@ -11,6 +13,7 @@
 #include "embed/kernels_cpu.h"
 #include "embed/ops.h"
 #include "embed/safetensors.h"
+#include "embed/t5.h"
 #include "embed/opt.h"
 
 #include <cblas.h>
@@ -26,7 +29,7 @@
 #include <unistd.h>
 
 static const char usage_text[] =
-    "usage: qformer bench [--threads N] [--dtype auto|f32|bf16|int8] [--only embed|text|itm|opt]\n"
+    "usage: qformer bench [--threads N] [--dtype auto|f32|bf16|int8] [--only embed|text|itm|opt|t5]\n"
     "                     [--repeat R] [--decode-tokens N] [--format text|json]\n"
     "\n"
     "Times the full-size BLIP-2 models on random weights built in memory:\n"
@@ -35,6 +38,9 @@ static const char usage_text[] =
     "  itm_pair_ms    milliseconds per ITM pair (32 tokens) given cached vision features\n"
     "  prefill_tok_s  OPT-2.7B prefill, tokens/s (32 query embeddings + 8 prompt tokens)\n"
     "  decode_tok_s   OPT-2.7B greedy decode, tokens/s (one sequence)\n"
+    "  t5_encode_tok_s  Flan-T5-XL encoder, tokens/s (32 query embeddings + 8 prompt tokens)\n"
+    "  t5_decode_tok_s  Flan-T5-XL greedy decode, tokens/s (one sequence, cross-attention\n"
+    "                 to the 40 encoded rows); only with --only t5\n"
     "  image_cpu_s    CPU seconds (all threads) per image: steadier than image_s on a shared machine\n"
     "  peak_rss_mb    peak resident memory of the process\n"
     "  gflops         achieved GFLOP/s of the image embedding\n"
@@ -46,7 +52,8 @@ static const char usage_text[] =
     "Parts not run are null. Each figure is the median of R timed runs (default 3)\n"
     "after one warm-up. --threads sets the BLAS and OpenMP threads (default: all cores).\n"
     "Memory: ~5 GB for embed/text/itm, ~11 GB more for opt in f32 (~5.5 GB in bf16);\n"
-    "the BLIP-2 weights are freed before OPT's are built.\n"
+    "the BLIP-2 weights are freed before OPT's are built. --only t5: ~11.4 GB in f32,\n"
+    "~5.9 GB in bf16 (not part of the default run).\n"
     "\n"
     "examples:\n"
     "  qformer bench --threads 2 --only embed\n"
@@ -58,6 +65,7 @@ enum {
     DV = 1408, IV = 6144, LV = 39, HV = 16, IMG = 224, PATCH = 14, NV = 1 + (IMG / PATCH) * (IMG / PATCH),
     DQ = 768, IQ = 3072, LQ = 12, HQ = 12, VQ = 30523, PMAX = 512, XFREQ = 2, NQUERY = 32, EMB = 256,
     DO = 2560, FO = 10240, LO = 32, HO = 32, VO = 50272, PO = 2048,
+    DT = 2048, KT = 64, HT = 32, FT = 5120, LT = 24, VT = 32128, BT = 32, MT = 128,   /* Flan-T5-XL */
     TEXT_LEN = 32, PROMPT_LEN = 8,
 };
 
@@ -82,6 +90,20 @@ static void fill_config(qf_blip2_config *c) {
                                .remove_final_layer_norm = 0, .enable_bias = 1, .relu = 1,
                                .bos_token_id = 2, .eos_token_id = 50118, .pad_token_id = 1,
                                .tie_word_embeddings = 1 };
+    strcpy(c->text_model_type, "opt");
+}
+
+/* The Salesforce/blip2-flan-t5-xl text_config (exact GELU, gated, untied). */
+static void fill_config_t5(qf_blip2_config *c) {
+    fill_config(c);
+    c->text.present = 0;
+    strcpy(c->text_model_type, "t5");
+    c->t5 = (qf_t5_config){ .present = 1, .vocab_size = VT, .d_model = DT, .d_kv = KT, .d_ff = FT,
+                            .num_layers = LT, .num_decoder_layers = LT, .num_heads = HT,
+                            .relative_attention_num_buckets = BT, .relative_attention_max_distance = MT,
+                            .layer_norm_epsilon = 1e-6f, .act = QF_T5_ACT_GELU, .is_gated_act = 1,
+                            .tie_word_embeddings = 0, .scale_decoder_outputs = 0, .bos_token_id = 1, .eos_token_id = 1,
+                            .pad_token_id = 0, .decoder_start_token_id = 0 };
 }
 
 /* ---- random tensors in memory ------------------------------------------------ */
@@ -273,6 +295,43 @@ static qf_status build_opt(tensor_set *ts) {
     return QF_OK;
 }
 
+static qf_status build_t5(tensor_set *ts) {
+    qf_status s;
+    const int64_t inner = (int64_t)HT * KT;
+    TRY(add(ts, INIT_NORMAL, 2, S2(DT, DQ), "language_projection.weight"));
+    TRY(add(ts, INIT_ZERO, 1, S1(DT), "language_projection.bias"));
+    TRY(add(ts, INIT_NORMAL, 2, S2(VT, DT), "language_model.shared.weight"));
+    TRY(add(ts, INIT_NORMAL, 2, S2(VT, DT), "language_model.lm_head.weight"));
+    static const char *const stack[2] = { "encoder", "decoder" };
+    for (int k = 0; k < 2; k++) {
+        const char *p = stack[k];
+        TRY(add(ts, INIT_ONE, 1, S1(DT), "language_model.%s.final_layer_norm.weight", p));
+        TRY(add(ts, INIT_NORMAL, 2, S2(BT, HT),
+                "language_model.%s.block.0.layer.0.SelfAttention.relative_attention_bias.weight", p));
+        for (int l = 0; l < LT; l++) {
+            int ff = k ? 2 : 1;
+            static const char *const att[2] = { "SelfAttention", "EncDecAttention" };
+            for (int a = 0; a <= k; a++) {
+                TRY(add(ts, INIT_ONE, 1, S1(DT), "language_model.%s.block.%d.layer.%d.layer_norm.weight", p, l, a));
+                static const char *const qkv[3] = { "q", "k", "v" };
+                for (int i = 0; i < 3; i++)
+                    TRY(add(ts, INIT_NORMAL, 2, S2(inner, DT), "language_model.%s.block.%d.layer.%d.%s.%s.weight",
+                            p, l, a, att[a], qkv[i]));
+                TRY(add(ts, INIT_NORMAL, 2, S2(DT, inner), "language_model.%s.block.%d.layer.%d.%s.o.weight",
+                        p, l, a, att[a]));
+            }
+            TRY(add(ts, INIT_ONE, 1, S1(DT), "language_model.%s.block.%d.layer.%d.layer_norm.weight", p, l, ff));
+            TRY(add(ts, INIT_NORMAL, 2, S2(FT, DT), "language_model.%s.block.%d.layer.%d.DenseReluDense.wi_0.weight",
+                    p, l, ff));
+            TRY(add(ts, INIT_NORMAL, 2, S2(FT, DT), "language_model.%s.block.%d.layer.%d.DenseReluDense.wi_1.weight",
+                    p, l, ff));
+            TRY(add(ts, INIT_NORMAL, 2, S2(DT, FT), "language_model.%s.block.%d.layer.%d.DenseReluDense.wo.weight",
+                    p, l, ff));
+        }
+    }
+    return QF_OK;
+}
+
 /* ---- timing ------------------------------------------------------------------ */
 
 static double now(void) {
@@ -309,8 +368,8 @@ static double image_flops(void) {
 }
 
 typedef struct {
-    double image_s, image_cpu_s, text_ms, itm_ms, prefill, decode;
-    int    have_image, have_text, have_itm, have_opt;
+    double image_s, image_cpu_s, text_ms, itm_ms, prefill, decode, t5_encode, t5_decode;
+    int    have_image, have_text, have_itm, have_opt, have_t5;
 } results;
 
 static void progress(int json, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -449,6 +508,56 @@ done:
     return s;
 }
 
+/* Flan-T5-XL: the encoder over 32 query embeddings + 8 prompt tokens, then
+ * greedy decode steps from the decoder start. */
+static qf_status bench_t5(int repeat, int n_decode, int json, qf_opt_weights wt, results *r) {
+    qf_status s = QF_OK;
+    tensor_set ts = { .seed = 3, .dtype = wt == QF_OPT_F32 ? QF_DT_F32 : QF_DT_BF16 };
+    qf_st *st = NULL;
+    qf_t5 *m = NULL;
+    qf_t5_cache *c = NULL;
+    float *x = NULL, *logits = NULL;
+    double *te = calloc((size_t)repeat, sizeof *te), *td = calloc((size_t)repeat, sizeof *td);
+    const int S = NQUERY + PROMPT_LEN;
+    qf_blip2_config cfg;
+    fill_config_t5(&cfg);
+    double t0 = now();
+    if (!te || !td) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
+    if ((s = build_t5(&ts)) || (s = tensor_set_open(&ts, "<bench t5>", &st))) goto done;
+    if ((s = qf_t5_load(st, &cfg, wt, &m))) goto done;
+    if ((s = qf_t5_cache_init(m, 1, S, 1 + n_decode, &c))) goto done;
+    progress(json, "bench: Flan-T5-XL weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
+    x = malloc((size_t)S * DT * sizeof *x);
+    logits = malloc((size_t)VT * sizeof *logits);
+    if (!x || !logits) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
+    fill(x, QF_DT_F32, (size_t)S * DT, INIT_NORMAL, 11);
+    for (int i = -1; i < repeat; i++) {
+        double a = now();
+        if ((s = qf_t5_encode(m, c, x, S, NULL))) goto done;
+        double b = now();
+        int32_t tok = 0;
+        for (int k = 0; k < n_decode; k++) {
+            if ((s = k ? qf_t5_decode(m, c, &tok, 1, logits) : qf_t5_forward(m, c, 0, &tok, 1, logits, NULL))) goto done;
+            tok = 0;                                 /* greedy: argmax of the logits */
+            for (int v = 1; v < VT; v++) if (logits[v] > logits[tok]) tok = v;
+        }
+        double e = now();
+        if (i >= 0) { te[i] = b - a; td[i] = e - b; }
+        progress(json, "bench: t5 %s encoder %.3f s, %d decode steps %.3f s\n", i < 0 ? "warm-up" : "",
+                 b - a, n_decode, e - b);
+    }
+    r->t5_encode = S / median(te, repeat);
+    r->t5_decode = n_decode / median(td, repeat);
+    r->have_t5 = 1;
+done:
+    free(x); free(logits); free(te); free(td);
+    qf_t5_cache_free(c);
+    qf_t5_free(m);
+    qf_st_close(st);
+    tensor_set_free(&ts);
+    return s;
+}
+
 static int parse_int(const char *s, int lo, int hi, int *out) {
     char *end;
     long v = strtol(s, &end, 10);
@@ -488,8 +597,9 @@ int qf_cmd_bench(int argc, char **argv) {
     if (optind < argc) return qf_cli_usage("bench", "unexpected argument '%s'", argv[optind]);
     if (strcmp(format, "text") && strcmp(format, "json"))
         return qf_cli_usage("bench", "--format must be text or json, not '%s'", format);
-    if (only && strcmp(only, "embed") && strcmp(only, "text") && strcmp(only, "itm") && strcmp(only, "opt"))
-        return qf_cli_usage("bench", "--only must be embed, text, itm or opt, not '%s'", only);
+    if (only && strcmp(only, "embed") && strcmp(only, "text") && strcmp(only, "itm") && strcmp(only, "opt") &&
+        strcmp(only, "t5"))
+        return qf_cli_usage("bench", "--only must be embed, text, itm, opt or t5, not '%s'", only);
     qf_opt_weights wt = QF_OPT_F32;
     if (!strcmp(dtype, "auto")) dtype = qf_dnnl_bf16_native() ? "bf16" : "f32";
     if (qf_opt_weights_parse(dtype, &wt))
@@ -504,8 +614,10 @@ int qf_cmd_bench(int argc, char **argv) {
     results r = { 0 };
     qf_status s = QF_OK;
     /* BF16 is the OPT decoder's weight format; the vision side has no BF16 path yet */
-    if (!only || strcmp(only, "opt")) s = bench_blip2(only, repeat, json, wt == QF_OPT_BF16, &r);
+    int t5 = only && !strcmp(only, "t5");
+    if (!t5 && (!only || strcmp(only, "opt"))) s = bench_blip2(only, repeat, json, wt == QF_OPT_BF16, &r);
     if (!s && (!only || !strcmp(only, "opt"))) s = bench_opt(repeat, n_decode, json, wt, &r);
+    if (!s && t5) s = bench_t5(repeat, n_decode, json, wt, &r);
     if (s) return qf_cli_fail("bench", s);
 
     struct rusage ru;
@@ -520,19 +632,22 @@ int qf_cmd_bench(int argc, char **argv) {
         print_num("itm_pair_ms", r.have_itm, r.itm_ms, "%.3f", 0);
         print_num("prefill_tok_s", r.have_opt, r.prefill, "%.3f", 0);
         print_num("decode_tok_s", r.have_opt, r.decode, "%.3f", 0);
+        print_num("t5_encode_tok_s", r.have_t5, r.t5_encode, "%.3f", 0);
+        print_num("t5_decode_tok_s", r.have_t5, r.t5_decode, "%.3f", 0);
         print_num("peak_rss_mb", 1, rss, "%.0f", 0);
         print_num("gflops", r.have_image, gflops, "%.1f", 0);
         print_num("image_cpu_s", r.have_image, r.image_cpu_s, "%.4f", 0);
         printf("\"threads\": %d, \"dtype\": \"%s\", \"dtype_vision\": \"%s\", \"repeat\": %d, \"load_avg\": %.2f, \"blas_core\": \"%s\"}\n",
                threads, dtype, dtype_vision, repeat, la[0], qf_cpu_blas_core());
     } else {
-        printf("threads %d, dtype %s (OPT), %s (ViT; Q-Former f32), median of %d runs, load average %.2f %.2f %.2f\n",
+        printf("threads %d, dtype %s (OPT/T5), %s (ViT; Q-Former f32), median of %d runs, load average %.2f %.2f %.2f\n",
                threads, dtype, dtype_vision, repeat, la[0], la[1], la[2]);
         if (r.have_image) printf("image_s        %.3f   (%.1f GFLOP/s, %.1f GFLOP per image; CPU %.3f s)\n",
                                  r.image_s, gflops, image_flops() / 1e9, r.image_cpu_s);
         if (r.have_text) printf("text_ms        %.2f\n", r.text_ms);
         if (r.have_itm) printf("itm_pair_ms    %.2f\n", r.itm_ms);
         if (r.have_opt) printf("prefill_tok_s  %.2f\ndecode_tok_s   %.3f\n", r.prefill, r.decode);
+        if (r.have_t5) printf("t5_encode_tok_s  %.2f\nt5_decode_tok_s  %.3f\n", r.t5_encode, r.t5_decode);
         printf("peak_rss_mb    %.0f\n", rss);
     }
     return 0;

@@ -1,5 +1,5 @@
 /* cmd_caption.c - `qformer caption`: captions (or answers a prompt about)
- * each image with a BLIP-2 OPT checkpoint. */
+ * each image with a BLIP-2 OPT or Flan-T5 checkpoint. */
 #include "cli.h"
 
 #include "embed/hub.h"
@@ -17,10 +17,12 @@ static const char usage_text[] =
     "                       [--num-beams K] [--length-penalty F] [--repetition-penalty F]\n"
     "                       [--dtype f32|bf16|int8] [--format text|json] IMAGE...\n"
     "\n"
-    "Captions each IMAGE with a BLIP-2 captioning checkpoint (Salesforce/blip2-opt-* layout).\n"
+    "Captions each IMAGE with a BLIP-2 captioning checkpoint (Salesforce/blip2-opt-* or\n"
+    "blip2-flan-t5-* layout; config.json's text_config.model_type tells them apart).\n"
     "Defaults follow the checkpoint's generation_config.json (else those of HF generate):\n"
     "greedy unless --num-beams > 1.\n"
-    "A prompt such as \"Question: what is in the picture? Answer:\" turns it into visual QA.\n"
+    "A prompt such as \"Question: what is in the picture? Answer:\" turns it into visual QA\n"
+    "(the Flan-T5 checkpoints follow such instructions best).\n"
     "\n"
     "  --model DIR               captioning checkpoint (folder or cached ORG/NAME)\n"
     "  --prompt STR              text the caption continues (default: none)\n"
@@ -36,10 +38,12 @@ static const char usage_text[] =
     "\n"
     "--format json prints one object per image per line:\n"
     "  {\"image\": PATH, \"ids\": [new token ids, EOS included], \"text\": \"decoded caption\"}\n"
+    "(Flan-T5: the decoder start token is not among the ids)\n"
     "\n"
     "examples:\n"
     "  qformer caption --model blip2-opt-2.7b photo.jpg\n"
-    "  qformer caption --model blip2-opt-2.7b --num-beams 3 --prompt 'Question: what color is the car? Answer:' car.jpg\n";
+    "  qformer caption --model blip2-opt-2.7b --num-beams 3 --prompt 'Question: what color is the car? Answer:' car.jpg\n"
+    "  qformer caption --model blip2-flan-t5-xl --prompt 'Question: how many dogs are there? Answer:' dogs.jpg\n";
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
     char *end;

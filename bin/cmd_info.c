@@ -2,7 +2,7 @@
  *
  * `--model DIR` loads the checkpoint the way every other command does (so
  * every tensor's presence, dtype and shape is checked: `info` doubles as a
- * checkpoint check; the OPT language model too when config.json has one) and
+ * checkpoint check; the OPT or T5 language model too when config.json has one) and
  * prints the config summary, parameter counts per part, dtypes, weight files
  * and the model fingerprint, as text or as one JSON object. `--db FILE` is a
  * separate branch (info_db). */
@@ -12,6 +12,7 @@
 #include "embed/config.h"
 #include "embed/hub.h"
 #include "embed/safetensors.h"
+#include "embed/t5.h"
 #include "embed/opt.h"
 
 #include "index/dbinfo.h"
@@ -140,10 +141,19 @@ static void print_text(const char *dir, const qf_blip2_config *c, int retrieval,
            c->num_query_tokens, q->cross_attention_frequency, q->vocab_size,
            q->max_position_embeddings, q->use_qformer_text_input ? "yes" : "no");
     printf("itc dim       %d\n", c->image_text_hidden_size);
+    const qf_t5_config *t5 = &c->t5;
+    static const char *const act_name[] = { "gelu", "gelu_new", "relu" };
     if (t->present)
         printf("text (OPT)    %d layers, hidden %d, %d heads, ffn %d, vocab %d, max positions %d\n",
                t->num_hidden_layers, t->hidden_size, t->num_attention_heads, t->ffn_dim,
                t->vocab_size, t->max_position_embeddings);
+    else if (t5->present)
+        printf("text (T5)     %d + %d layers, d_model %d, %d heads x %d, d_ff %d %s%s, vocab %d, "
+               "%d position buckets (max distance %d), head %s\n",
+               t5->num_layers, t5->num_decoder_layers, t5->d_model, t5->num_heads, t5->d_kv, t5->d_ff,
+               t5->is_gated_act ? "gated " : "", act_name[t5->act], t5->vocab_size,
+               t5->relative_attention_num_buckets, t5->relative_attention_max_distance,
+               t5->tie_word_embeddings ? "tied" : "separate");
     else
         printf("text (OPT)    none\n");
     printf("parameters    %" PRId64 " (%s) in %zu tensors\n", ms->total,
@@ -185,11 +195,23 @@ static json_t *build_json(const char *dir, const qf_blip2_config *c, int retriev
     for (size_t f = 0; f < ms->n_files; f++)
         json_array_append_new(files, json_pack("{s:s, s:I}", "path", ms->file[f], "bytes",
                                                (json_int_t)ms->file_bytes[f]));
+    const qf_t5_config *t5 = &c->t5;
+    static const char *const act_name[] = { "gelu", "gelu_new", "relu" };
     json_t *text = t->present
-        ? json_pack("{s:i, s:i, s:i, s:i, s:i, s:i}", "num_hidden_layers", t->num_hidden_layers,
+        ? json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i}", "model_type", "opt",
+                    "num_hidden_layers", t->num_hidden_layers,
                     "hidden_size", t->hidden_size, "num_attention_heads", t->num_attention_heads,
                     "ffn_dim", t->ffn_dim, "vocab_size", t->vocab_size,
                     "max_position_embeddings", t->max_position_embeddings)
+        : t5->present
+        ? json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:b, s:b}", "model_type", "t5",
+                    "num_layers", t5->num_layers, "num_decoder_layers", t5->num_decoder_layers,
+                    "d_model", t5->d_model, "d_kv", t5->d_kv, "d_ff", t5->d_ff, "num_heads", t5->num_heads,
+                    "vocab_size", t5->vocab_size,
+                    "relative_attention_num_buckets", t5->relative_attention_num_buckets,
+                    "relative_attention_max_distance", t5->relative_attention_max_distance,
+                    "dense_act_fn", act_name[t5->act], "is_gated_act", t5->is_gated_act,
+                    "tie_word_embeddings", t5->tie_word_embeddings)
         : json_null();
     json_t *root = json_pack(
         "{s:s, s:s, s:s, s:s,"
@@ -234,6 +256,7 @@ static int info_model(const char *dir, int json) {
     qf_blip2_config cfg;
     qf_blip2 *m = NULL;
     qf_opt *opt = NULL;
+    qf_t5 *t5 = NULL;
     qf_status s;
     /* The config decides which parts must be there: retrieval checkpoints
      * carry the Q-Former text path and the ITC/ITM heads, captioning ones
@@ -242,7 +265,8 @@ static int info_model(const char *dir, int json) {
     int retrieval = cfg.qformer.use_qformer_text_input != 0;
     int parts = retrieval ? QF_BLIP2_ALL : QF_BLIP2_VISION | QF_BLIP2_QFORMER;
     if ((s = qf_blip2_load(dir, parts, &m))) return qf_cli_fail("info", s);
-    if (cfg.text.present && (s = qf_opt_load(qf_blip2_weights(m), qf_blip2_get_config(m), QF_OPT_F32, &opt))) {
+    if ((cfg.text.present && (s = qf_opt_load(qf_blip2_weights(m), qf_blip2_get_config(m), QF_OPT_F32, &opt))) ||
+        (cfg.t5.present && (s = qf_t5_load(qf_blip2_weights(m), qf_blip2_get_config(m), QF_OPT_F32, &t5)))) {
         qf_error_prefix(s, "%s", dir);
         qf_blip2_free(m);
         return qf_cli_fail("info", s);
@@ -269,6 +293,7 @@ static int info_model(const char *dir, int json) {
         rc = 1;
     }
     qf_opt_free(opt);
+    qf_t5_free(t5);
     qf_blip2_free(m);
     return rc;
 }

@@ -1,14 +1,16 @@
 /* cmd_tokenize.c - `qformer tokenize`: the token ids the model is fed for
  * each TEXT. The checkpoint's config.json picks the tokenizer: a retrieval
  * checkpoint (Q-Former text input) gets the Q-Former's BERT ids, `[CLS] ...
- * [SEP]` truncated to 32, no padding; a captioning checkpoint gets OPT's
- * BPE ids (`</s>` first). Every branch prints through
+ * [SEP]` truncated to 32, no padding; an OPT captioning checkpoint gets
+ * OPT's BPE ids (`</s>` first), a Flan-T5 one SentencePiece ids (`</s>`
+ * last). Every branch prints through
  * print_ids so the output format is one thing. */
 #include "cli.h"
 
 #include "embed/bert.h"
 #include "embed/config.h"
 #include "embed/hub.h"
+#include "embed/spm.h"
 #include "embed/bpe.h"
 
 #include <getopt.h>
@@ -22,7 +24,8 @@ static const char usage_text[] =
     "Prints the token ids the model is fed for each TEXT, one line per TEXT:\n"
     "  retrieval checkpoint (Blip2ForImageTextRetrieval): the Q-Former's BERT\n"
     "    WordPiece ids, [CLS] ... [SEP], truncated to 32 tokens, no padding;\n"
-    "  captioning checkpoint (Blip2ForConditionalGeneration): OPT's BPE ids.\n"
+    "  captioning checkpoint (Blip2ForConditionalGeneration): OPT's BPE ids\n"
+    "    (</s> first), or for Flan-T5 the SentencePiece ids (</s> = 1 last).\n"
     "\n"
     "options:\n"
     "  --model DIR      checkpoint folder (config.json + tokenizer files)\n"
@@ -33,7 +36,8 @@ static const char usage_text[] =
     "\n"
     "examples:\n"
     "  qformer tokenize --model blip2-itm-vit-g \"a dog on the beach\"\n"
-    "  qformer tokenize --model blip2-itm-vit-g --format json -- \"-5 degrees\" \"Café\"\n";
+    "  qformer tokenize --model blip2-itm-vit-g --format json -- \"-5 degrees\" \"Café\"\n"
+    "  qformer tokenize --model blip2-flan-t5-xl --format json \"Question: what is shown? Answer:\"\n";
 
 typedef enum { FMT_TEXT, FMT_JSON } out_format;
 
@@ -82,17 +86,19 @@ static int run_bert(const char *model, out_format fmt, char **texts, int n_texts
     return rc;
 }
 
-/* Captioning checkpoints: OPT's GPT-2 byte-level BPE (`</s>` first). */
-static int run_opt(const char *model, out_format fmt, char **texts, int n_texts) {
+/* Captioning checkpoints: OPT's GPT-2 byte-level BPE (`</s>` first), or
+ * Flan-T5's SentencePiece (`</s>` last). */
+static int run_lm(const char *model, int t5, out_format fmt, char **texts, int n_texts) {
     qf_bpe *tok = NULL;
-    qf_status s = qf_bpe_load(model, &tok);
+    qf_spm *spm = NULL;
+    qf_status s = t5 ? qf_spm_load(model, &spm) : qf_bpe_load(model, &tok);
     if (s) return qf_cli_fail("tokenize", s);
     int rc = 0;
     for (int i = 0; i < n_texts && rc == 0; i++) {
         int32_t *ids = NULL;
         int64_t *wide = NULL;
         int n = 0;
-        s = qf_bpe_encode(tok, texts[i], 1, &ids, &n);
+        s = t5 ? qf_spm_encode(spm, texts[i], 1, &ids, &n) : qf_bpe_encode(tok, texts[i], 1, &ids, &n);
         if (!s && !(wide = qf_malloc(((size_t)n + 1) * sizeof *wide)))
             s = qf_errorf(QF_ERR_NOMEM, "out of memory for %d ids", n);
         if (s) {
@@ -107,6 +113,7 @@ static int run_opt(const char *model, out_format fmt, char **texts, int n_texts)
         qf_free(wide);
     }
     qf_bpe_free(tok);
+    qf_spm_free(spm);
     return rc;
 }
 
@@ -149,5 +156,5 @@ int qf_cmd_tokenize(int argc, char **argv) {
     int retrieval = cfg.qformer.use_qformer_text_input ||
                     !strcmp(cfg.architecture, "Blip2ForImageTextRetrieval");
     if (retrieval) return run_bert(model, fmt, argv + optind, argc - optind);
-    return run_opt(model, fmt, argv + optind, argc - optind);
+    return run_lm(model, cfg.t5.present, fmt, argv + optind, argc - optind);
 }

@@ -78,7 +78,7 @@ _qformer_value() {
     "pull --retries") echo "none" ;;
     "bench --threads") echo "none" ;;
     "bench --dtype") echo "choice:auto f32 bf16 int8" ;;
-    "bench --only") echo "choice:embed text itm opt" ;;
+    "bench --only") echo "choice:embed text itm opt t5" ;;
     "bench --repeat") echo "none" ;;
     "bench --decode-tokens") echo "none" ;;
     "bench --format") echo "choice:text json" ;;

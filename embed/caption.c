@@ -1,10 +1,15 @@
-/* caption.c - see caption.h. The prompt is tokenized with OPT's BPE (`</s>`
- * first, as the checkpoints' tokenizer_config adds it); without a prompt the
- * input is [</s>] alone, as Blip2ForConditionalGeneration.generate uses. */
+/* caption.c - see caption.h. OPT: the prompt is tokenized with OPT's BPE
+ * (`</s>` first, as the checkpoints' tokenizer_config adds it); without a
+ * prompt the input is [</s>] alone, as Blip2ForConditionalGeneration.generate
+ * uses. Flan-T5: the prompt is tokenized with SentencePiece (`</s>` last);
+ * without one the encoder input is [bos_token_id] = [1]; the soft prompt and
+ * those ids go through the encoder, decoding starts at decoder_start. */
 #include "embed/caption.h"
 
 #include "embed/bpe.h"
 #include "embed/opt.h"
+#include "embed/spm.h"
+#include "embed/t5.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -14,8 +19,10 @@
 struct qf_captioner {
     qf_blip2       *model;
     qf_blip2_state *state;
-    qf_opt         *opt;
+    qf_opt         *opt;          /* OPT checkpoints            */
     qf_bpe         *bpe;
+    qf_t5          *t5;           /* Flan-T5 checkpoints        */
+    qf_spm         *spm;
     qf_img_preproc  pp;
     qf_gen_params   gen;
     float          *vis, *q_out;
@@ -28,14 +35,23 @@ qf_status qf_captioner_load(const char *model_dir, qf_opt_weights wtype, qf_capt
     qf_status s;
     if ((s = qf_blip2_load(model_dir, QF_BLIP2_VISION | QF_BLIP2_QFORMER, &c->model))) goto fail;
     const qf_blip2_config *cfg = qf_blip2_get_config(c->model);
-    if (!cfg->text.present) {
-        s = qf_errorf(QF_ERR_ARG, "%s is not a captioning checkpoint (config.json has no OPT text_config); "
-                      "use e.g. Salesforce/blip2-opt-2.7b", model_dir);
+    if (cfg->t5.present) {
+        if ((s = qf_t5_load(qf_blip2_weights(c->model), cfg, wtype, &c->t5)) ||
+            (s = qf_spm_load(model_dir, &c->spm)))
+            goto fail;
+    } else if (cfg->text.present) {
+        if ((s = qf_opt_load(qf_blip2_weights(c->model), cfg, wtype, &c->opt)) ||
+            (s = qf_bpe_load(model_dir, &c->bpe)))
+            goto fail;
+    } else {
+        s = cfg->text_model_type[0] && strcmp(cfg->text_model_type, "opt")
+            ? qf_errorf(QF_ERR_UNSUPPORTED, "config.json: text_config.model_type '%s' is not supported "
+                        "(captioning takes OPT or T5 language models)", cfg->text_model_type)
+            : qf_errorf(QF_ERR_ARG, "not a captioning checkpoint (config.json has no text_config); "
+                        "use e.g. Salesforce/blip2-opt-2.7b or Salesforce/blip2-flan-t5-xl");
         goto fail;
     }
-    if ((s = qf_opt_load(qf_blip2_weights(c->model), cfg, wtype, &c->opt)) ||
-        (s = qf_bpe_load(model_dir, &c->bpe)) ||
-        (s = qf_img_preproc_load(model_dir, &c->pp)) ||
+    if ((s = qf_img_preproc_load(model_dir, &c->pp)) ||
         (s = qf_gen_params_load(model_dir, cfg, &c->gen)) ||
         (s = qf_blip2_state_init(c->model, &c->state)))
         goto fail;
@@ -57,6 +73,8 @@ void qf_captioner_free(qf_captioner *c) {
     qf_blip2_state_free(c->state);
     qf_bpe_free(c->bpe);
     qf_opt_free(c->opt);
+    qf_spm_free(c->spm);
+    qf_t5_free(c->t5);
     qf_blip2_free(c->model);
     qf_free(c);
 }
@@ -72,10 +90,49 @@ void qf_caption_free(qf_caption *cap) {
     memset(cap, 0, sizeof *cap);
 }
 
+const char *qf_captioner_lm(const qf_captioner *c) { return c->t5 ? "t5" : "opt"; }
+
+/* Flan-T5: encoder input = [language_projection(qformer(vis)); shared(ids)],
+ * ids = SentencePiece(prompt) + [</s>], or [bos_token_id] without a prompt. */
+static qf_status run_t5(qf_captioner *c, const float *vis, const char *prompt, const qf_gen_params *p,
+                        qf_caption *out) {
+    const int Q = qf_blip2_n_query(c->model), D = qf_t5_dim(c->t5);
+    int32_t *ids = NULL;
+    int n_ids = 0;
+    float *x = NULL;
+    qf_t5_cache *cache = NULL;
+    qf_status s;
+    if (prompt && *prompt) {
+        if ((s = qf_spm_encode(c->spm, prompt, 1, &ids, &n_ids))) return qf_error_prefix(s, "prompt");
+    } else {
+        if (!(ids = qf_malloc(sizeof *ids))) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+        ids[0] = qf_t5_get_config(c->t5)->bos_token_id;
+        n_ids = 1;
+    }
+    const int S = Q + n_ids;
+    if ((s = qf_blip2_qformer_image(c->model, c->state, vis, c->q_out))) goto done;
+    x = qf_malloc((size_t)S * D * sizeof *x);
+    out->ids = qf_malloc((size_t)p->max_new_tokens * sizeof *out->ids);
+    if (!x || !out->ids) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    qf_t5_project(c->t5, c->q_out, Q, x);
+    if ((s = qf_t5_embed(c->t5, ids, n_ids, x + (size_t)Q * D))) goto done;
+    if ((s = qf_t5_cache_init(c->t5, p->num_beams, S, p->max_new_tokens + 1, &cache))) goto done;
+    if ((s = qf_generate_t5(c->t5, cache, x, S, p, out->ids, &out->n_ids, NULL))) goto done;
+    s = qf_spm_decode(c->spm, out->ids, out->n_ids, &out->text);
+done:
+    qf_t5_cache_free(cache);
+    qf_free(x);
+    qf_free(ids);
+    if (s) qf_caption_free(out);
+    return s;
+}
+
 qf_status qf_captioner_run_vis(qf_captioner *c, const float *vis, const char *prompt,
                                const qf_gen_params *p, qf_caption *out) {
     memset(out, 0, sizeof *out);
     if (!p) p = &c->gen;
+    if (p->max_new_tokens < 1) return qf_errorf(QF_ERR_ARG, "max_new_tokens must be at least 1");
+    if (c->t5) return run_t5(c, vis, prompt, p, out);
     const int Q = qf_blip2_n_query(c->model), D = qf_opt_dim(c->opt);
     int32_t *ids = NULL, bos = qf_bpe_bos_id(c->bpe);
     int n_ids = 0;

@@ -1,6 +1,8 @@
 /* caption.h - BLIP-2 captioning end to end: a captioning checkpoint folder
- * (Salesforce/blip2-opt-* layout) loaded once -> image or vision features
- * -> Q-Former -> language_projection -> OPT generate -> ids and text.
+ * (Salesforce/blip2-opt-* or blip2-flan-t5-* layout, told apart by
+ * config.json's text_config.model_type) loaded once -> image or vision
+ * features -> Q-Former -> language_projection -> OPT or Flan-T5 generate ->
+ * ids and text.
  *
  * A qf_captioner owns its model, tokenizer and one decoding state: use one
  * per thread. */
@@ -26,6 +28,8 @@ void      qf_captioner_free(qf_captioner *c);   /* NULL ok */
 const qf_gen_params   *qf_captioner_defaults(const qf_captioner *c);
 const qf_img_preproc  *qf_captioner_preproc(const qf_captioner *c);
 const qf_blip2        *qf_captioner_model(const qf_captioner *c);
+/* The language model family: "opt" or "t5". */
+const char            *qf_captioner_lm(const qf_captioner *c);
 
 typedef struct {
     int32_t *ids;       /* new tokens, EOS included when produced (qf_malloc) */

@@ -139,6 +139,40 @@ qf_status qf_config_load(const char *path, qf_blip2_config *c) {
     t->eos_token_id            = get_int(tc, "eos_token_id", 2);
     t->pad_token_id            = get_int(tc, "pad_token_id", 1);
     t->tie_word_embeddings     = get_int(tc, "tie_word_embeddings", get_int(root, "tie_word_embeddings", 1));
+    get_str(tc, "model_type", c->text_model_type, sizeof c->text_model_type, "");
+
+    /* T5Config: feed_forward_proj "gated-gelu" implies gelu_new (tanh) and a
+     * gated FFN, but a dense_act_fn key in config.json overrides the derived
+     * activation (PretrainedConfig sets leftover kwargs afterwards): the
+     * Salesforce BLIP-2 Flan-T5 configs say "gelu", the exact erf GELU. */
+    qf_t5_config *t5 = &c->t5;
+    t5->present                 = json_is_object(tc) && !strcmp(c->text_model_type, "t5");
+    t5->vocab_size              = get_int(tc, "vocab_size", 32128);
+    t5->d_model                 = get_int(tc, "d_model", 512);
+    t5->d_kv                    = get_int(tc, "d_kv", 64);
+    t5->d_ff                    = get_int(tc, "d_ff", 2048);
+    t5->num_layers              = get_int(tc, "num_layers", 6);
+    t5->num_decoder_layers      = get_int(tc, "num_decoder_layers", t5->num_layers);
+    t5->num_heads               = get_int(tc, "num_heads", 8);
+    t5->relative_attention_num_buckets  = get_int(tc, "relative_attention_num_buckets", 32);
+    t5->relative_attention_max_distance = get_int(tc, "relative_attention_max_distance", 128);
+    t5->layer_norm_epsilon      = get_float(tc, "layer_norm_epsilon", 1e-6f);
+    char ffp[32], dact[32];
+    get_str(tc, "feed_forward_proj", ffp, sizeof ffp, "relu");
+    const char *base = !strncmp(ffp, "gated-", 6) ? ffp + 6 : ffp;
+    t5->is_gated_act            = get_int(tc, "is_gated_act", !strncmp(ffp, "gated-", 6));
+    get_str(tc, "dense_act_fn", dact, sizeof dact, !strcmp(base, "gelu") ? "gelu_new" : base);
+    int act_ok = 1;
+    if (!strcmp(dact, "gelu")) t5->act = QF_T5_ACT_GELU;
+    else if (!strcmp(dact, "gelu_new") || !strcmp(dact, "gelu_pytorch_tanh")) t5->act = QF_T5_ACT_GELU_TANH;
+    else if (!strcmp(dact, "relu")) t5->act = QF_T5_ACT_RELU;
+    else act_ok = 0;
+    t5->tie_word_embeddings     = get_int(tc, "tie_word_embeddings", 1);
+    t5->scale_decoder_outputs   = get_int(tc, "scale_decoder_outputs", t5->tie_word_embeddings);
+    t5->bos_token_id            = get_int(tc, "bos_token_id", 1);
+    t5->eos_token_id            = get_int(tc, "eos_token_id", 1);
+    t5->pad_token_id            = get_int(tc, "pad_token_id", 0);
+    t5->decoder_start_token_id  = get_int(tc, "decoder_start_token_id", t5->pad_token_id);
     json_decref(root);
 
     const field_check vf[] = {
@@ -181,6 +215,24 @@ qf_status qf_config_load(const char *path, qf_blip2_config *c) {
         if (t->hidden_size % t->num_attention_heads)
             return qf_errorf(QF_ERR_FORMAT, "%s: text_config.hidden_size %d is not divisible by num_attention_heads %d",
                              file, t->hidden_size, t->num_attention_heads);
+    }
+    if (t5->present) {
+        const field_check tf[] = {
+            { "vocab_size", t5->vocab_size }, { "d_model", t5->d_model }, { "d_kv", t5->d_kv },
+            { "d_ff", t5->d_ff }, { "num_layers", t5->num_layers },
+            { "num_decoder_layers", t5->num_decoder_layers }, { "num_heads", t5->num_heads },
+            { "relative_attention_num_buckets", t5->relative_attention_num_buckets },
+            { "relative_attention_max_distance", t5->relative_attention_max_distance },
+        };
+        if ((s = check_positive(file, "text_config", tf, 9))) return s;
+        if (!act_ok)
+            return qf_errorf(QF_ERR_UNSUPPORTED, "%s: text_config.dense_act_fn '%s' is not supported "
+                             "(gelu, gelu_new, gelu_pytorch_tanh or relu)", file, dact);
+        if (t5->relative_attention_num_buckets < 4 ||
+            t5->relative_attention_max_distance <= t5->relative_attention_num_buckets / 2)
+            return qf_errorf(QF_ERR_FORMAT, "%s: text_config.relative_attention_num_buckets %d / max_distance %d "
+                             "give an empty logarithmic range", file, t5->relative_attention_num_buckets,
+                             t5->relative_attention_max_distance);
     }
     return QF_OK;
 }

@@ -1,5 +1,5 @@
 /* config.h - Hugging Face BLIP-2 `config.json` (vision_config, qformer_config,
- * text_config for OPT, num_query_tokens, image_text_hidden_size) with HF's
+ * text_config for OPT or T5, num_query_tokens, image_text_hidden_size) with HF's
  * defaults for absent fields. Read with jansson; fields that have no safe
  * default (none of HF's do, but sizes must be positive) are validated. */
 #ifndef QF_CONFIG_H
@@ -48,6 +48,29 @@ typedef struct {
     int   tie_word_embeddings;
 } qf_opt_config;
 
+/* T5 v1.1 / Flan-T5 text_config (transformers T5Config). */
+typedef enum { QF_T5_ACT_GELU, QF_T5_ACT_GELU_TANH, QF_T5_ACT_RELU } qf_t5_act;
+
+typedef struct {
+    int       present;                /* text_config.model_type == "t5"         */
+    int       vocab_size;             /* 32128                                  */
+    int       d_model;                /* 2048 (xl)                              */
+    int       d_kv;                   /* 64: inner attention width = num_heads * d_kv */
+    int       d_ff;                   /* 5120                                   */
+    int       num_layers;             /* encoder blocks, 24                     */
+    int       num_decoder_layers;     /* decoder blocks (default num_layers)    */
+    int       num_heads;              /* 32                                     */
+    int       relative_attention_num_buckets;   /* 32                           */
+    int       relative_attention_max_distance;  /* 128                          */
+    float     layer_norm_epsilon;     /* 1e-6                                   */
+    qf_t5_act act;                    /* dense_act_fn, else from feed_forward_proj */
+    int       is_gated_act;           /* "gated-*" feed_forward_proj            */
+    int       tie_word_embeddings;    /* 1 in T5Config; Flan-T5 checkpoints: 0  */
+    int       scale_decoder_outputs;  /* logits of d_model^-0.5 * hidden: the key of
+                                         transformers 5.x configs, else tie_word_embeddings */
+    int       bos_token_id, eos_token_id, pad_token_id, decoder_start_token_id;
+} qf_t5_config;
+
 typedef struct {
     char              model_type[64];     /* "blip-2"                         */
     char              architecture[96];   /* architectures[0], "" if absent   */
@@ -56,7 +79,9 @@ typedef struct {
     int               image_token_index;  /* -1 if absent (older layout)      */
     qf_vision_config  vision;
     qf_qformer_config qformer;
-    qf_opt_config     text;
+    char              text_model_type[32]; /* text_config.model_type, "" if absent */
+    qf_opt_config     text;               /* present when it is "opt"         */
+    qf_t5_config      t5;                 /* present when it is "t5"          */
 } qf_blip2_config;
 
 /* Reads `<model_dir>/config.json` (or a path to the json file itself). */

@@ -6,7 +6,10 @@
  * EOS (or reach max length) and rank within the first num_beams become
  * finished hypotheses scored sum_logprob / n_new^length_penalty; the best
  * num_beams non-finished candidates continue; the search stops when every
- * candidate hits a stop or no running beam can beat the worst finished one. */
+ * candidate hits a stop or no running beam can beat the worst finished one.
+ *
+ * The search sees the language model only through qf_gen_model (one decode
+ * step for n sequences, a cache reorder): OPT and T5 share it. */
 #include "embed/generate.h"
 
 #include <jansson.h>
@@ -28,7 +31,7 @@ void qf_gen_params_default(qf_gen_params *p, int eos_id) {
 }
 
 qf_status qf_gen_params_load(const char *model_dir, const qf_blip2_config *cfg, qf_gen_params *p) {
-    qf_gen_params_default(p, cfg->text.eos_token_id);
+    qf_gen_params_default(p, cfg->t5.present ? cfg->t5.eos_token_id : cfg->text.eos_token_id);
     char path[4096];
     snprintf(path, sizeof path, "%s/generation_config.json", model_dir);
     char *text = NULL;
@@ -91,9 +94,9 @@ static int argmax(const float *x, int V) {
 }
 
 /* logits: [V], holding the first step's logits on entry; scratch after. */
-static qf_status greedy(const qf_opt *m, qf_opt_cache *c, const int32_t *prompt_ids, int n_prompt,
+static qf_status greedy(const qf_gen_model *m, const int32_t *prompt_ids, int n_prompt,
                         const qf_gen_params *p, int32_t *out, int *n_out, float *step_logits, float *logits) {
-    const int V = qf_opt_vocab(m);
+    const int V = m->vocab;
     int n = 0;
     for (;;) {
         if (step_logits) memcpy(step_logits + (size_t)n * V, logits, (size_t)V * sizeof *logits);
@@ -102,7 +105,7 @@ static qf_status greedy(const qf_opt *m, qf_opt_cache *c, const int32_t *prompt_
         int32_t next = argmax(logits, V);
         out[n++] = next;
         if (next == p->eos_id || n >= p->max_new_tokens) break;
-        qf_status s = qf_opt_decode(m, c, &next, 1, logits);
+        qf_status s = m->decode(m->ctx, &next, 1, logits);
         if (s) return s;
     }
     *n_out = n;
@@ -117,10 +120,10 @@ static int cand_desc(const void *a, const void *b) {
     return x->idx - y->idx;      /* torch.topk keeps the lower index first on ties */
 }
 
-static qf_status beam(const qf_opt *m, qf_opt_cache *c, const float *logits0, const int32_t *prompt_ids,
+static qf_status beam(const qf_gen_model *m, const float *logits0, const int32_t *prompt_ids,
                       int n_prompt, const qf_gen_params *p, int32_t *out, int *n_out) {
     if (p->num_beams > 64) return qf_errorf(QF_ERR_LIMIT, "num_beams %d: at most 64 are supported", p->num_beams);
-    const int V = qf_opt_vocab(m), B = p->num_beams, K = 2 * B, T = p->max_new_tokens;
+    const int V = m->vocab, B = p->num_beams, K = 2 * B, T = p->max_new_tokens;
     qf_status s = QF_OK;
     float run_score[B], fin_score[B], cand_score[K];
     int fin_len[B], fin_done[B], cand_beam[K], cand_tok[K], cand_hit[K], zeros[B];
@@ -141,7 +144,7 @@ static qf_status beam(const qf_opt *m, qf_opt_cache *c, const float *logits0, co
     }
     /* every beam starts from the same prefix: copy the prefilled cache */
     memset(zeros, 0, sizeof zeros);
-    if ((s = qf_opt_cache_reorder(c, zeros, B))) goto done;
+    if ((s = m->reorder(m->ctx, zeros, B))) goto done;
 
     int heuristic_unsatisfied = 1;
     for (int n = 0; n < T; n++) {       /* n = tokens generated so far */
@@ -234,8 +237,8 @@ static qf_status beam(const qf_opt *m, qf_opt_cache *c, const float *logits0, co
             heuristic_unsatisfied = heuristic_unsatisfied && improvable;
             int open_beam = !(all_done && p->early_stopping);
             if (!(heuristic_unsatisfied && open_beam && !all_hit)) break;
-            if ((s = qf_opt_cache_reorder(c, src, B))) goto done;
-            if ((s = qf_opt_decode(m, c, next_tok, B, logp))) goto done;
+            if ((s = m->reorder(m->ctx, src, B))) goto done;
+            if ((s = m->decode(m->ctx, next_tok, B, logp))) goto done;
         }
     }
     /* best finished hypothesis (index 0 after the sorted merge) */
@@ -244,6 +247,27 @@ static qf_status beam(const qf_opt *m, qf_opt_cache *c, const float *logits0, co
 done:
     qf_free(logp); qf_free(run_seq); qf_free(cand_seq); qf_free(fin_seq); qf_free(tmp_seq); qf_free(top);
     return s;
+}
+
+qf_status qf_gen_search(const qf_gen_model *m, float *logits, const int32_t *prompt_ids, int n_prompt_ids,
+                        const qf_gen_params *p, int32_t *out_ids, int *n_out, float *step_logits) {
+    *n_out = 0;
+    if (p->max_new_tokens < 1) return qf_errorf(QF_ERR_ARG, "max_new_tokens must be at least 1");
+    if (p->num_beams < 1) return qf_errorf(QF_ERR_ARG, "num_beams must be at least 1");
+    if (p->num_beams == 1) return greedy(m, prompt_ids, n_prompt_ids, p, out_ids, n_out, step_logits, logits);
+    return beam(m, logits, prompt_ids, n_prompt_ids, p, out_ids, n_out);
+}
+
+/* OPT: the step is a decode of the KV cache. */
+typedef struct { const qf_opt *m; qf_opt_cache *c; } opt_step;
+
+static qf_status opt_decode(void *ctx, const int32_t *ids, int n, float *logits) {
+    opt_step *o = ctx;
+    return qf_opt_decode(o->m, o->c, ids, n, logits);
+}
+
+static qf_status opt_reorder(void *ctx, const int *src, int n) {
+    return qf_opt_cache_reorder(((opt_step *)ctx)->c, src, n);
 }
 
 qf_status qf_generate(const qf_opt *m, qf_opt_cache *c, const float *prefix, int n_prefix,
@@ -257,12 +281,41 @@ qf_status qf_generate(const qf_opt *m, qf_opt_cache *c, const float *prefix, int
     if (!logits) return qf_errorf(QF_ERR_NOMEM, "out of memory for logits");
     qf_opt_cache_clear(c);
     qf_status s = qf_opt_forward(m, c, 0, prefix, n_prefix, logits, NULL);
-    if (!s) {
-        if (p->num_beams == 1)
-            s = greedy(m, c, prompt_ids, n_prompt_ids, p, out_ids, n_out, step_logits, logits);
-        else
-            s = beam(m, c, logits, prompt_ids, n_prompt_ids, p, out_ids, n_out);
-    }
+    opt_step o = { m, c };
+    qf_gen_model gm = { &o, V, opt_decode, opt_reorder };
+    if (!s) s = qf_gen_search(&gm, logits, prompt_ids, n_prompt_ids, p, out_ids, n_out, step_logits);
+    qf_free(logits);
+    return s;
+}
+
+/* T5: the step is a decode of the decoder's KV cache over the encoded input. */
+typedef struct { const qf_t5 *m; qf_t5_cache *c; } t5_step;
+
+static qf_status t5_decode(void *ctx, const int32_t *ids, int n, float *logits) {
+    t5_step *o = ctx;
+    return qf_t5_decode(o->m, o->c, ids, n, logits);
+}
+
+static qf_status t5_reorder(void *ctx, const int *src, int n) {
+    return qf_t5_cache_reorder(((t5_step *)ctx)->c, src, n);
+}
+
+qf_status qf_generate_t5(const qf_t5 *m, qf_t5_cache *c, const float *enc_embeds, int n_enc,
+                         const qf_gen_params *p, int32_t *out_ids, int *n_out, float *step_logits) {
+    *n_out = 0;
+    if (p->max_new_tokens < 1) return qf_errorf(QF_ERR_ARG, "max_new_tokens must be at least 1");
+    if (p->num_beams < 1) return qf_errorf(QF_ERR_ARG, "num_beams must be at least 1");
+    const int V = qf_t5_vocab(m);
+    int32_t start = qf_t5_get_config(m)->decoder_start_token_id;
+    float *logits = qf_malloc((size_t)V * sizeof *logits);
+    if (!logits) return qf_errorf(QF_ERR_NOMEM, "out of memory for logits");
+    qf_status s = qf_t5_encode(m, c, enc_embeds, n_enc, NULL);
+    if (!s) s = qf_t5_forward(m, c, 0, &start, 1, logits, NULL);
+    t5_step o = { m, c };
+    qf_gen_model gm = { &o, V, t5_decode, t5_reorder };
+    /* the decoder's input ids start with decoder_start: the repetition
+     * penalty sees it as HF's processors do */
+    if (!s) s = qf_gen_search(&gm, logits, &start, 1, p, out_ids, n_out, step_logits);
     qf_free(logits);
     return s;
 }

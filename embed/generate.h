@@ -10,6 +10,7 @@
 #ifndef QF_GENERATE_H
 #define QF_GENERATE_H
 
+#include "embed/t5.h"
 #include "embed/opt.h"
 
 typedef struct {
@@ -38,5 +39,30 @@ qf_status qf_gen_params_load(const char *model_dir, const qf_blip2_config *cfg, 
 qf_status qf_generate(const qf_opt *m, qf_opt_cache *c, const float *prefix, int n_prefix,
                       const int32_t *prompt_ids, int n_prompt_ids, const qf_gen_params *p,
                       int32_t *out_ids, int *n_out, float *step_logits);
+
+/* The same for a Flan-T5 captioning model: runs the encoder over
+ * enc_embeds [n_enc, D] (soft prompt + prompt embeddings, `</s>` last), then
+ * decodes from decoder_start_token_id. out_ids: the new tokens (decoder start
+ * excluded, EOS included when produced). The cache must hold num_beams
+ * sequences of max_new_tokens + 1 tokens and n_enc encoder rows. */
+qf_status qf_generate_t5(const qf_t5 *m, qf_t5_cache *c, const float *enc_embeds, int n_enc,
+                         const qf_gen_params *p, int32_t *out_ids, int *n_out, float *step_logits);
+
+/* The search over any decoder: decode(ctx, ids, n, logits[n, V]) feeds one
+ * token to each of sequences 0..n-1 and returns their next logits;
+ * reorder(ctx, src, n) makes sequence i a copy of old sequence src[i]. */
+typedef struct {
+    void     *ctx;
+    int       vocab;
+    qf_status (*decode)(void *ctx, const int32_t *ids, int n, float *logits);
+    qf_status (*reorder)(void *ctx, const int *src, int n);
+} qf_gen_model;
+
+/* Greedy or beam search from the first step's logits [V] (sequence 0 of the
+ * decoder holds the prefix; overwritten as scratch). prompt_ids: the ids the
+ * repetition penalty sees before the new tokens (OPT: the prompt; T5: the
+ * decoder start). Other arguments as qf_generate. */
+qf_status qf_gen_search(const qf_gen_model *m, float *logits, const int32_t *prompt_ids, int n_prompt_ids,
+                        const qf_gen_params *p, int32_t *out_ids, int *n_out, float *step_logits);
 
 #endif

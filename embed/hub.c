@@ -129,7 +129,7 @@ int qf_hub_wanted_file(const char *name) {
     static const char *const exact[] = {
         "config.json", "generation_config.json", "preprocessor_config.json",
         "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json",
-        "special_tokens_map.json", "added_tokens.json", "tokenizer.json",
+        "special_tokens_map.json", "added_tokens.json", "tokenizer.json", "spiece.model",
         "model.safetensors.index.json",
     };
     if (!name || !name[0] || name[0] == '.' || strchr(name, '/') || strchr(name, '\\')) return 0;

@@ -7,24 +7,16 @@
  * OPTAttention does. */
 #include "embed/opt.h"
 
-#include "embed/kernels_cpu.h"
 #include "embed/ops.h"
+#include "embed/wmat.h"
 
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-/* A weight matrix [N, K] in the model's weight type: f (float32, usually
- * in place in the mapped file), h (BF16) or q/scale/sum (int8 per output
- * row, qf_cpu_quantize_i8). Exactly one of f, h, q is set. */
-typedef struct {
-    const float    *f;
-    const uint16_t *h;
-    const int8_t   *q;
-    const float    *scale;
-    const int32_t  *sum;
-} wmat;
+/* A weight matrix [N, K] in the model's weight type (embed/wmat.h). */
+typedef qf_wmat wmat;
 
 typedef struct {
     const float *ln1_w, *ln1_b;   /* self_attn_layer_norm [D]      */
@@ -45,8 +37,7 @@ struct qf_opt {
     const float  *fln_w, *fln_b;  /* decoder.final_layer_norm [D] (NULL if removed) */
     wmat          lm_head;        /* lm_head.weight [V, D], or embed_tokens when tied */
     opt_layer    *layers;
-    void        **owned;          /* BF16 / int8 copies made at load    */
-    int           n_owned;
+    qf_wmat_store store;          /* BF16 / int8 copies made at load    */
 };
 
 struct qf_opt_cache {
@@ -54,70 +45,15 @@ struct qf_opt_cache {
     int      *len;                /* [n_seq]                       */
     float    *k, *v;              /* [n_layer][n_seq][max_len][D]  */
     float    *tmp_k, *tmp_v;      /* reorder scratch, same size    */
-    float    *wbuf;               /* BF16: F32 rows of a weight for the GEMMs of a prefill */
-    uint8_t  *xbuf;               /* int8: quantized activation rows */
+    qf_wmat_scratch ws;           /* BF16 / int8 product scratch   */
     qf_arena  arena;              /* activations                   */
 };
-
-enum { WCHUNK = 256 };            /* BF16 mode: weight rows converted per sgemm in a prefill */
-/* BF16 mode: up to this many rows stream the BF16 weights (8 rows per pass,
- * faster than widening them for sgemm at these sizes: bench prefill of 40
- * rows 9.1 -> see README); longer prefills widen WCHUNK rows for sgemm. */
-enum { BF16_MATVEC_ROWS = 64 };
-
-static qf_status own(qf_opt *m, void *p, const char *name) {
-    void **ow = p ? qf_realloc(m->owned, (size_t)(m->n_owned + 1) * sizeof *ow) : NULL;
-    if (!ow) {
-        qf_free(p);
-        return qf_errorf(QF_ERR_NOMEM, "out of memory converting '%s'", name);
-    }
-    m->owned = ow;
-    m->owned[m->n_owned++] = p;
-    return QF_OK;
-}
 
 /* The [r, c] matrix `name` in the model's weight type: float32 and BF16 in
  * place when the file stores them so, else converted once into a copy
  * owned by m (int8: quantized per row). */
 static qf_status get_mat(qf_opt *m, qf_st *st, const char *name, int64_t r, int64_t c, wmat *w) {
-    int64_t shape[2] = { r, c };
-    memset(w, 0, sizeof *w);
-    if (m->wtype == QF_OPT_F32) return qf_st_get_f32(st, name, 2, shape, &w->f);
-    const qf_st_tensor *t = qf_st_find(st, name);
-    if (m->wtype == QF_OPT_BF16 && t && t->dtype == QF_DT_BF16)
-        return qf_st_get_raw(st, name, QF_DT_BF16, 2, shape, (const void **)&w->h);
-    if (!t) return qf_st_get_f32(st, name, 2, shape, &w->f);   /* the loader's "missing" error */
-    if (m->wtype == QF_OPT_INT8 && c > 65536)
-        return qf_errorf(QF_ERR_UNSUPPORTED, "'%s': int8 weights need rows of at most 65536", name);
-    size_t n = (size_t)r * (size_t)c;
-    /* int8 block: q [r, c], then scale [r] float and sum [r] int32 */
-    size_t qbytes = (n + 63) & ~(size_t)63;
-    void *dst = m->wtype == QF_OPT_BF16 ? qf_malloc(n * sizeof(uint16_t))
-                                        : qf_malloc(qbytes + (size_t)r * (sizeof(float) + sizeof(int32_t)));
-    qf_status s = own(m, dst, name);
-    if (s) return s;
-    /* converted in blocks of rows through a float32 buffer of <= 16 MB:
-     * nothing the size of the whole matrix in float32 is kept */
-    int64_t blk = ((int64_t)1 << 22) / c;
-    if (blk < 1) blk = 1;
-    if (blk > r) blk = r;
-    float *buf = qf_malloc((size_t)blk * (size_t)c * sizeof *buf);
-    if (!buf) return qf_errorf(QF_ERR_NOMEM, "out of memory converting '%s'", name);
-    int8_t *q = dst;
-    float *scale = (float *)((char *)dst + qbytes);
-    int32_t *sum = (int32_t *)(scale + r);
-    for (int64_t r0 = 0; r0 < r && !s; r0 += blk) {
-        int64_t nr = r - r0 < blk ? r - r0 : blk;
-        if ((s = qf_st_read_f32(st, name, 2, shape, r0 * c, nr * c, buf))) break;
-        if (m->wtype == QF_OPT_BF16) qf_cpu_f32_to_bf16((uint16_t *)dst + r0 * c, buf, (size_t)(nr * c));
-        else qf_cpu_quantize_i8(q + r0 * c, scale + r0, sum + r0, buf, (int)nr, (int)c);
-    }
-    qf_free(buf);
-    if (s) return s;
-    qf_st_release(st, name);                /* the float32 pages are not read again */
-    if (m->wtype == QF_OPT_BF16) w->h = dst;
-    else { w->q = q; w->scale = scale; w->sum = sum; }
-    return QF_OK;
+    return qf_wmat_get(&m->store, st, m->wtype, name, r, c, w);
 }
 
 const char *qf_opt_weights_name(qf_opt_weights w) {
@@ -241,8 +177,7 @@ fail:
 
 void qf_opt_free(qf_opt *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_owned; i++) qf_free(m->owned[i]);
-    qf_free(m->owned);
+    qf_wmat_store_free(&m->store);
     qf_free(m->layers);
     qf_free(m);
 }
@@ -281,13 +216,10 @@ qf_status qf_opt_cache_init(const qf_opt *m, int n_seq, int max_len, qf_opt_cach
     c->v = qf_malloc(n * sizeof(float));
     c->tmp_k = n_seq > 1 ? qf_malloc(n * sizeof(float)) : NULL;
     c->tmp_v = n_seq > 1 ? qf_malloc(n * sizeof(float)) : NULL;
-    size_t wmax = (size_t)(m->cfg.ffn_dim > c->D ? m->cfg.ffn_dim : c->D);
-    c->wbuf = m->wtype == QF_OPT_BF16 ? qf_malloc((size_t)WCHUNK * wmax * sizeof(float)) : NULL;
-    c->xbuf = m->wtype == QF_OPT_INT8 ? qf_malloc((size_t)QF_CPU_I8_ROWS * wmax) : NULL;
     qf_status s = QF_OK;
-    if (!c->len || !c->k || !c->v || (n_seq > 1 && (!c->tmp_k || !c->tmp_v)) ||
-        (m->wtype == QF_OPT_BF16 && !c->wbuf) || (m->wtype == QF_OPT_INT8 && !c->xbuf))
+    if (!c->len || !c->k || !c->v || (n_seq > 1 && (!c->tmp_k || !c->tmp_v)))
         s = qf_errorf(QF_ERR_NOMEM, "out of memory for a KV cache of %zu MB", 4 * n * sizeof(float) >> 20);
+    if (!s) s = qf_wmat_scratch_init(&c->ws, m->wtype, m->cfg.ffn_dim > c->D ? m->cfg.ffn_dim : c->D);
     /* activations: rows = max(max_len, n_seq) */
     size_t rows = (size_t)(max_len > n_seq ? max_len : n_seq), D = c->D, F = m->cfg.ffn_dim;
     size_t floats = rows * (6 * D + F) + rows * max_len + 4096;
@@ -299,7 +231,8 @@ qf_status qf_opt_cache_init(const qf_opt *m, int n_seq, int max_len, qf_opt_cach
 
 void qf_opt_cache_free(qf_opt_cache *c) {
     if (!c) return;
-    qf_free(c->len); qf_free(c->k); qf_free(c->v); qf_free(c->tmp_k); qf_free(c->tmp_v); qf_free(c->wbuf); qf_free(c->xbuf);
+    qf_free(c->len); qf_free(c->k); qf_free(c->v); qf_free(c->tmp_k); qf_free(c->tmp_v);
+    qf_wmat_scratch_free(&c->ws);
     qf_arena_free(&c->arena);
     qf_free(c);
 }
@@ -328,23 +261,11 @@ qf_status qf_opt_cache_reorder(qf_opt_cache *c, const int *src, int n) {
     return QF_OK;
 }
 
-/* y[R, N] = x[R, K] @ W^T + b. float32: sgemm or matvec (qf_linear); int8:
- * the W8A8 matrix-vector kernel, 8 rows per pass over the weights; BF16:
- * up to BF16_MATVEC_ROWS rows stream the weights directly (8 per pass), more
- * rows convert WCHUNK weight rows at a time to float32 (c->wbuf) for sgemm. */
+/* y[R, N] = x[R, K] @ W^T + b in the weights' type (qf_wmat_linear: sgemm /
+ * matvec for float32, the W8A8 kernel for int8, BF16 streamed for up to 64
+ * rows and widened for sgemm beyond). */
 static void lin(qf_opt_cache *c, float *y, const float *x, int R, int K, const wmat *w, const float *b, int N) {
-    if (w->f) { qf_linear(y, x, R, K, w->f, b, N); return; }
-    if (w->q) { qf_cpu_matvec_i8(y, x, R, K, w->q, w->scale, w->sum, b, N, c->xbuf); return; }
-    if (R <= BF16_MATVEC_ROWS) { qf_cpu_matvec_bf16(y, x, R, K, w->h, b, N); return; }
-    for (int o0 = 0; o0 < N; o0 += WCHUNK) {
-        int n = N - o0 < WCHUNK ? N - o0 : WCHUNK;
-        qf_cpu_bf16_to_f32(c->wbuf, w->h + (size_t)o0 * K, (size_t)n * K);
-        for (int r = 0; r < R; r++) {
-            if (b) memcpy(y + (size_t)r * N + o0, b + o0, (size_t)n * sizeof *y);
-            else memset(y + (size_t)r * N + o0, 0, (size_t)n * sizeof *y);
-        }
-        qf_gemm(1, R, n, K, x, K, c->wbuf, K, 1.0f, y + o0, N);
-    }
+    qf_wmat_linear(&c->ws, y, x, R, K, w, b, N);
 }
 
 /* Core: R rows; row r belongs to sequence seq_of[r] at position pos_of[r].

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# info.sh - `qformer info --model` on both fixtures (text and json): the JSON
+# info.sh - `qformer info --model` on the three fixtures (text and json): the JSON
 # parameter count must equal the element count summed from the safetensors
 # headers (read here, independently), parts/dtypes/files must add up, and
 # the config fields must be those of config.json. Broken checkpoints exit 1
@@ -53,7 +53,8 @@ def part(name):
     if name.split(".")[0] in ("language_model", "language_projection"): return "language_model"
     return "other"
 
-for fixture, kind in (("tiny-blip2-itm", "retrieval"), ("tiny-blip2-opt", "captioning")):
+for fixture, kind in (("tiny-blip2-itm", "retrieval"), ("tiny-blip2-opt", "captioning"),
+                      ("tiny-blip2-flan-t5", "captioning")):
     d = os.path.join(fx, fixture)
     cfg = json.load(open(os.path.join(d, "config.json")))
     ts = tensors(d)
@@ -93,7 +94,12 @@ for fixture, kind in (("tiny-blip2-itm", "retrieval"), ("tiny-blip2-opt", "capti
     check(j["image_text_hidden_size"] == cfg["image_text_hidden_size"], "%s: itc dim" % fixture)
     if kind == "captioning":
         tc = cfg["text_config"]
-        for k in ("num_hidden_layers", "hidden_size", "num_attention_heads", "ffn_dim", "vocab_size"):
+        keys = ("num_hidden_layers", "hidden_size", "num_attention_heads", "ffn_dim", "vocab_size")
+        if tc["model_type"] == "t5":
+            keys = ("num_layers", "num_decoder_layers", "d_model", "d_kv", "d_ff", "num_heads", "vocab_size",
+                    "relative_attention_num_buckets", "dense_act_fn", "tie_word_embeddings")
+        check(j["text"] and j["text"]["model_type"] == tc.get("model_type", "opt"), "%s: text.model_type" % fixture)
+        for k in keys:
             check(j["text"] and j["text"][k] == tc[k], "%s: text.%s" % (fixture, k))
         check(j["parameters"]["language_model"] > 0 and j["parameters"]["heads"] == 0,
               "%s: OPT parameters counted, no retrieval heads" % fixture)
@@ -112,6 +118,9 @@ for fixture, kind in (("tiny-blip2-itm", "retrieval"), ("tiny-blip2-opt", "capti
           "%s: text output shows the parameter count" % fixture)
     check(re.search(r"^vision\s+%d layers, hidden %d" % (vc["num_hidden_layers"], vc["hidden_size"]), out, re.M)
           is not None, "%s: text output shows the vision config" % fixture)
+    if fixture == "tiny-blip2-flan-t5":
+        check(re.search(r"^text \(T5\)\s+2 \+ 2 layers, d_model 32, 4 heads x 12, d_ff 64 gated gelu", out, re.M)
+              is not None, "%s: text output shows the T5 config: %r" % (fixture, out))
 
 itm = os.path.join(fx, "tiny-blip2-itm")
 

@@ -6,7 +6,8 @@
 # request (next run, automatic retry, and a server that ignores Range), a
 # corrupted byte is caught by SHA-256 / git blob id and the file deleted, unknown
 # repos/revisions and gated repos (HF_TOKEN) give actionable messages, --dir
-# works, a TTY gets a progress bar, and --model ORG/NAME resolves from the
+# works, a TTY gets a progress bar, a Flan-T5 repo brings its spiece.model,
+# and --model ORG/NAME resolves from the
 # cache for info/tokenize/embed/caption (a missing one names the pull to run).
 set -euo pipefail
 : "${QF_BIN:?}" "${QF_FIXTURES:?}"
@@ -27,7 +28,7 @@ def check(cond, what):
 # The selection rule, written out independently of embed/hub.c.
 KEEP = {"config.json", "generation_config.json", "preprocessor_config.json", "vocab.txt", "vocab.json",
         "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-        "tokenizer.json", "model.safetensors.index.json"}
+        "tokenizer.json", "model.safetensors.index.json", "spiece.model"}
 def wanted(rel):
     return "/" not in rel and (rel in KEEP or rel.endswith(".safetensors"))
 
@@ -50,7 +51,8 @@ def make_repo(fixture):
 
 ITM = make_repo("tiny-blip2-itm")
 OPT = make_repo("tiny-blip2-opt")
-REPO_ITM, REPO_OPT = "qf-test/tiny-blip2-itm", "qf-test/tiny-blip2-opt"
+T5 = make_repo("tiny-blip2-flan-t5")
+REPO_ITM, REPO_OPT, REPO_T5 = "qf-test/tiny-blip2-itm", "qf-test/tiny-blip2-opt", "qf-test/tiny-blip2-flan-t5"
 
 def want_files(d):
     out = {}
@@ -65,7 +67,8 @@ def start(*extra):
     port_file = os.path.join(tmp, "port%d" % n)
     log = os.path.join(tmp, "server%d.log" % n)
     proc = subprocess.Popen([sys.executable, server_py, "--port-file", port_file, "--log", log,
-                             "--repo", REPO_ITM + "=" + ITM, "--repo", REPO_OPT + "=" + OPT, *extra])
+                             "--repo", REPO_ITM + "=" + ITM, "--repo", REPO_OPT + "=" + OPT,
+                             "--repo", REPO_T5 + "=" + T5, *extra])
     servers.append(proc)
     for _ in range(200):
         if os.path.exists(port_file):
@@ -202,6 +205,16 @@ try:
     rc2, cap_dir, _ = run(["caption", "--model", dir_opt, "--format", "json", "--max-new-tokens", "5", img], cache)
     check(rc == 0 and rc2 == 0 and json.loads(cap_cache or "{}").get("ids") == json.loads(cap_dir or "{}").get("ids"),
           "caption --model ORG/NAME gives the ids of the folder (%r)" % err)
+    # a Flan-T5 checkpoint: spiece.model comes along, and it captions from the cache
+    dir_t5 = os.path.join(tmp, "t5-dir")
+    rc, out, err = run(["pull", REPO_T5, "--dir", dir_t5, "--quiet"], cache, url)
+    check(rc == 0, "pull of the T5 checkpoint exits 0 (%r)" % err)
+    same_files(dir_t5, T5, "T5 pull")
+    check(os.path.isfile(os.path.join(dir_t5, "spiece.model")), "T5 pull fetched spiece.model")
+    img = os.path.join(fx, "tiny-blip2-flan-t5", "inputs", "rgb_80x52.png")
+    rc, cap_t5, err = run(["caption", "--model", dir_t5, "--format", "json", "--max-new-tokens", "16", img], cache)
+    want_ids = json.load(open(os.path.join(fx, "tiny-blip2-flan-t5", "expected.json")))["captions"][0]["noprompt"]["greedy_ids"]
+    check(rc == 0 and json.loads(cap_t5 or "{}").get("ids") == want_ids, "caption of the pulled T5 checkpoint (%r)" % err)
 
     # ---- interrupted download, resumed by the next run ----------------------------
     url, log = start("--cut", "model.safetensors")

@@ -247,6 +247,18 @@ def seeds_wordpiece():
         out("wordpiece", "extra_%d" % i, t)
 
 
+def seeds_spm_encode():
+    exp = json.loads(read(os.path.join(FX, "tiny-blip2-flan-t5", "expected.json")))
+    for e in exp["spm"]:
+        out("spm_encode", "fixture_%d" % e["index"], e["text"])
+    extra = [
+        "</s><pad> </s>x<unk>", "<extra_id_0><extra_id_99><extra_id_100><extra_id_07>", "a </s>",
+        "  leading\n\n\ttabs  \n", "\u00a0\u2003\u3000 wide \uff21\ufb01", "\U0001f600 emoji <",
+    ]
+    for i, t in enumerate(extra):
+        out("spm_encode", "extra_%d" % i, t)
+
+
 def seeds_bpe_encode():
     exp = json.loads(read(os.path.join(OPT, "expected.json")))
     for e in exp["bpe"]:
@@ -344,6 +356,7 @@ def main():
     seeds_preproc()
     seeds_wordpiece()
     seeds_bpe_encode()
+    seeds_spm_encode()
     seeds_bpe_decode()
     seeds_bert_load()
     seeds_bpe_load()

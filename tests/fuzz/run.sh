@@ -32,6 +32,7 @@ preproc    2048   json   256
 image      32768  image  256
 wordpiece  512    text   256
 bpe_encode 1024   text   256
+spm_encode 1024   text   256
 bpe_decode 1024   -      256
 bert_load  16384  json   2048
 bpe_load   16384  json   2048"

@@ -1,6 +1,7 @@
 /* test_blip2_golden.c - the vision encoder, Q-Former, ITC and ITM heads
  * against the golden tensors of tests/fixtures/tiny-blip2-itm (F32, single
- * file) and the vision/Q-Former parts of tiny-blip2-opt (F16, sharded).
+ * file) and the vision/Q-Former parts of tiny-blip2-opt and tiny-blip2-flan-t5
+ * (F16, sharded).
  * Inputs are the golden pixel_values and token ids so the model is tested
  * independently of the image decoder and the tokenizer. */
 #include "embed/blip2.h"
@@ -68,6 +69,10 @@ static void test_opt_fixture_image(void) {
     check_image_path("tiny-blip2-opt", QF_BLIP2_VISION | QF_BLIP2_QFORMER, 0);
 }
 
+static void test_t5_fixture_image(void) {
+    check_image_path("tiny-blip2-flan-t5", QF_BLIP2_VISION | QF_BLIP2_QFORMER, 0);
+}
+
 static void test_text_itc_itm(void) {
     qf_blip2 *m = NULL;
     qf_st *ex = NULL;
@@ -132,6 +137,7 @@ static void test_text_itc_itm(void) {
 static CU_TestInfo tests[] = {
     { "itm_fixture_vision_qformer_feats", test_itm_fixture_image },
     { "opt_fixture_f16_sharded_vision_qformer", test_opt_fixture_image },
+    { "t5_fixture_f16_sharded_vision_qformer", test_t5_fixture_image },
     { "text_feats_itc_itm", test_text_itc_itm },
     CU_TEST_INFO_NULL,
 };

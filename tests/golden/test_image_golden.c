@@ -171,8 +171,8 @@ static void check_pixels(const char *fx) {
 }
 
 static void test_preproc_config(void) {
-    const char *fxs[] = { "tiny-blip2-itm", "tiny-blip2-opt" };
-    for (int f = 0; f < 2; f++) {
+    const char *fxs[] = { "tiny-blip2-itm", "tiny-blip2-opt", "tiny-blip2-flan-t5" };
+    for (int f = 0; f < 3; f++) {
         qf_img_preproc p;
         CU_ASSERT_EQUAL_FATAL(qf_img_preproc_load(qf_fixture(fxs[f]), &p), QF_OK);
         CU_ASSERT(p.do_resize && p.do_rescale && p.do_normalize && p.do_convert_rgb);
@@ -191,6 +191,9 @@ static void test_resize_itm(void) { check_resize("tiny-blip2-itm"); }
 static void test_resize_opt(void) { check_resize("tiny-blip2-opt"); }
 static void test_pixels_itm(void) { check_pixels("tiny-blip2-itm"); }
 static void test_pixels_opt(void) { check_pixels("tiny-blip2-opt"); }
+static void test_decode_t5(void) { check_decode("tiny-blip2-flan-t5"); }
+static void test_resize_t5(void) { check_resize("tiny-blip2-flan-t5"); }
+static void test_pixels_t5(void) { check_pixels("tiny-blip2-flan-t5"); }
 
 static CU_TestInfo tests[] = {
     { "preproc_config", test_preproc_config },
@@ -200,6 +203,9 @@ static CU_TestInfo tests[] = {
     { "resize_opt", test_resize_opt },
     { "pixels_itm", test_pixels_itm },
     { "pixels_opt", test_pixels_opt },
+    { "decode_t5", test_decode_t5 },
+    { "resize_t5", test_resize_t5 },
+    { "pixels_t5", test_pixels_t5 },
     CU_TEST_INFO_NULL,
 };
 
