@@ -276,7 +276,7 @@ static enum MHD_Result send_status(qf_server *sv, struct MHD_Connection *c, qf_s
     case QF_ERR_ARG: case QF_ERR_FORMAT: case QF_ERR_UNSUPPORTED: case QF_ERR_SHAPE: code = MHD_HTTP_BAD_REQUEST; break;
     case QF_ERR_LIMIT: code = MHD_HTTP_CONTENT_TOO_LARGE; break;
     case QF_ERR_MISSING: code = MHD_HTTP_NOT_FOUND; break;
-    case QF_ERR_BUSY: case QF_ERR_DB: code = s == QF_ERR_BUSY ? MHD_HTTP_SERVICE_UNAVAILABLE : code; break;
+    case QF_ERR_BUSY: code = MHD_HTTP_SERVICE_UNAVAILABLE; break;     /* SQLite busy: retry */
     default: break;
     }
     const char *msg = qf_last_error();
