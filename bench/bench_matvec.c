@@ -26,12 +26,6 @@ enum { D = 2560, F = 10240 };
 
 extern void openblas_set_num_threads(int);
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef struct { const uint8_t *p; size_t n; int parts; uint64_t sink[64]; } read_job;
 
 __attribute__((target("avx512f")))
@@ -75,9 +69,9 @@ int main(int argc, char **argv) {
     read_job rj = { buf, nb, th, { 0 } };
     double best = 1e9;
     for (int i = 0; i < 3; i++) {
-        double t0 = now();
+        double t0 = qf_now();
         qf_cpu_parallel(th, read_task, &rj, th);
-        double dt = now() - t0;
+        double dt = qf_now() - t0;
         if (dt < best) best = dt;
     }
     free(buf);
@@ -111,7 +105,7 @@ int main(int argc, char **argv) {
     for (int t = 0; t < 3; t++) {
         double best_t = 1e9;
         for (int it = 0; it < rep + 1; it++) {
-            double t0 = now();
+            double t0 = qf_now();
             size_t o = 0;
             for (int l = 0; l < L; l++)
                 for (int s = 0; s < 6; s++) {
@@ -122,7 +116,7 @@ int main(int argc, char **argv) {
                     else qf_cpu_matvec_i8(y, x, R, k, wq + o, scale + m, sum + m, NULL, n, scratch);
                     o += (size_t)n * k;
                 }
-            double dt = now() - t0;
+            double dt = qf_now() - t0;
             if (it > 0 && dt < best_t) best_t = dt;
         }
         double gbs = (double)total * bytes[t] / best_t / 1e9;

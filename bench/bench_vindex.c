@@ -23,12 +23,6 @@
 #define N_QUERIES 200
 #define K 10
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static long rss_mb(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     long pages = 0, rss = 0;
@@ -86,7 +80,7 @@ static int run(const char *factory, int pooled, int64_t n_img, const float *vecs
     int64_t *ids = malloc((size_t)nv * sizeof *ids);
     for (int64_t i = 0; i < nv; i++) ids[i] = i;
     long rss0 = rss_mb();
-    double t0 = now();
+    double t0 = qf_now();
     qf_vindex *vi = NULL;
     if (qf_vindex_create(factory, D, &vi)) { fprintf(stderr, "%s: %s\n", factory, qf_last_error()); return 1; }
     double t_train = 0;
@@ -98,16 +92,16 @@ static int run(const char *factory, int pooled, int64_t n_img, const float *vecs
         /* a strided sample of the corpus */
         float *sample = malloc((size_t)nt * D * sizeof *sample);
         for (int64_t i = 0; i < nt; i++) memcpy(sample + i * D, x + (nv / nt * i) * D, D * sizeof(float));
-        double ts = now();
+        double ts = qf_now();
         if (qf_vindex_train(vi, nt, sample)) { fprintf(stderr, "%s: %s\n", factory, qf_last_error()); return 1; }
-        t_train = now() - ts;
+        t_train = qf_now() - ts;
         free(sample);
     }
     for (int64_t i = 0; i < nv; i += 65536) {
         int64_t n = nv - i < 65536 ? nv - i : 65536;
         if (qf_vindex_add(vi, n, x + i * D, ids + i)) { fprintf(stderr, "%s: %s\n", factory, qf_last_error()); return 1; }
     }
-    double t_build = now() - t0;
+    double t_build = qf_now() - t0;
     long rss = rss_mb() - rss0;
     char path[] = "/tmp/bench_vindex.XXXXXX";
     int fd = mkstemp(path);
@@ -124,12 +118,12 @@ static int run(const char *factory, int pooled, int64_t n_img, const float *vecs
     for (int qi = 0; qi < N_QUERIES; qi++) {
         qf_vindex_hit hits[K];
         int64_t n_hits = 0;
-        double ts = now();
+        double ts = qf_now();
         if (qf_vindex_search_images(vi, 1, queries + (size_t)qi * D, per, K, hits, &n_hits)) {
             fprintf(stderr, "%s: %s\n", factory, qf_last_error());
             return 1;
         }
-        lat += now() - ts;
+        lat += qf_now() - ts;
         if (fill_truth) memcpy(truth[qi], hits, sizeof hits);
         recall += overlap(hits, (int)n_hits, truth[qi], K) / (double)K;
     }

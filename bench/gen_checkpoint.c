@@ -8,6 +8,8 @@
  * depend only on --seed and the tensor's place in the name order, not on
  * --shards, so sharded and single-file outputs hold the same weights. */
 #include "embed/common.h"
+#include "embed/config.h"
+#include "embed/kernels_cpu.h"
 #include "embed/safetensors.h"
 
 #include <errno.h>
@@ -44,12 +46,7 @@ static const char usage_text[] =
 
 /* ---- the real model's dimensions ----------------------------------------- */
 
-enum {
-    DV = 1408, IV = 6144, LV = 39, HV = 16, IMG = 224, PATCH = 14,
-    NV = 1 + (IMG / PATCH) * (IMG / PATCH),
-    DQ = 768, IQ = 3072, LQ = 12, HQ = 12, VOCAB = 30523, PMAX = 512, XFREQ = 2, DENC = DV,
-    NQUERY = 32, EMB = 256,
-};
+#include "bench/fullsize.h"   /* the full-size shapes: qf_blip2_fullsize */
 
 /* ---- tensor list ----------------------------------------------------------- */
 
@@ -159,7 +156,7 @@ static void build_specs(spec_list *L) {
             add(L, 1, S1(DQ), "%s.%d.output%s.LayerNorm.bias", ql, l, sfx);
         }
     }
-    add(L, 2, S2(VOCAB, DQ), "embeddings.word_embeddings.weight");
+    add(L, 2, S2(VQ, DQ), "embeddings.word_embeddings.weight");
     add(L, 2, S2(PMAX, DQ), "embeddings.position_embeddings.weight");
     add(L, 2, S2(EMB, DQ), "vision_projection.weight");
     add(L, 1, S1(EMB), "vision_projection.bias");
@@ -185,35 +182,6 @@ static uint64_t splitmix64(uint64_t *x) {
 /* Uniform in (0, 1]: never 0, so log() in Box-Muller is finite. */
 static double unit(uint64_t *x) { return ((splitmix64(x) >> 11) + 1) * (1.0 / 9007199254740992.0); }
 
-/* float32 -> IEEE binary16, round to nearest even (subnormals, overflow to inf). */
-static uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, mant = x & 0x7fffff;
-    int e8 = (int)((x >> 23) & 0xff), e = e8 - 127 + 15;
-    if (e8 == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-    if (e >= 31) return (uint16_t)(sign | 0x7c00);
-    if (e <= 0) {
-        if (e < -10) return (uint16_t)sign;
-        mant |= 0x800000;
-        int shift = 14 - e;
-        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (h & 1))) h++;
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = sign | ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;   /* a carry rolls into the exponent */
-    return (uint16_t)h;
-}
-
-/* float32 -> bfloat16, round to nearest even. */
-static uint16_t f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
-    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
-}
-
 #define CHUNK (1 << 20)
 
 /* Generates tensor `idx` of the list and writes it to `fp` in `dt`. */
@@ -237,7 +205,7 @@ static int write_tensor(FILE *fp, const spec *t, size_t idx, uint64_t seed, qf_d
         const void *src = buf;
         if (dt == QF_DT_F16 || dt == QF_DT_BF16) {
             uint16_t *o = out;
-            for (size_t i = 0; i < n; i++) o[i] = dt == QF_DT_F16 ? f32_to_f16(buf[i]) : f32_to_bf16(buf[i]);
+            for (size_t i = 0; i < n; i++) o[i] = dt == QF_DT_F16 ? qf_cpu_half_of(buf[i]) : qf_cpu_bf16_of(buf[i]);
             src = out;
         }
         if (fwrite(src, es, n, fp) != n) return -1;
@@ -347,7 +315,7 @@ static json_t *config_json(const char *torch_dtype) {
             "initializer_range", 1e-10, "qkv_bias", 1,
         "qformer_config",
             "model_type", "blip_2_qformer",
-            "vocab_size", VOCAB, "hidden_size", DQ, "num_hidden_layers", LQ,
+            "vocab_size", VQ, "hidden_size", DQ, "num_hidden_layers", LQ,
             "num_attention_heads", HQ, "intermediate_size", IQ, "hidden_act", "gelu",
             "hidden_dropout_prob", 0.1, "attention_probs_dropout_prob", 0.1,
             "max_position_embeddings", PMAX, "initializer_range", 0.02, "layer_norm_eps", 1e-12,
@@ -404,12 +372,6 @@ static int dir_is_empty(const char *path) {
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) empty = 0;
     closedir(d);
     return empty;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int main(int argc, char **argv) {
@@ -528,7 +490,7 @@ int main(int argc, char **argv) {
 
     fprintf(stderr, "gen_checkpoint: %zu tensors, %" PRIu64 " parameters, %s, %.2f GB in %ld file(s) -> %s\n",
             L.n, total_params, qf_dtype_name(dt), total_bytes / 1e9, shards, out_dir);
-    double t0 = now();
+    double t0 = qf_now();
     json_t *weight_map = json_object();
     for (k = 0; k < shards; k++) {
         char file[64];
@@ -538,7 +500,7 @@ int main(int argc, char **argv) {
         if (write_shard(path, L.v, L.n, k, dt, seed)) return 1;
         for (size_t i = 0; i < L.n; i++)
             if (L.v[i].shard == k) json_object_set_new(weight_map, L.v[i].name, json_string(file));
-        fprintf(stderr, "gen_checkpoint: wrote %s (%.1f s)\n", path, now() - t0);
+        fprintf(stderr, "gen_checkpoint: wrote %s (%.1f s)\n", path, qf_now() - t0);
     }
     if (shards > 1) {
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", out_dir);

@@ -25,6 +25,11 @@ int qf_cli_fail(const char *cmd, qf_status s);
 /* Prints "qformer CMD: message" (usage error) and returns exit code 2. */
 int qf_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Option values: 1 when all of `s` is a decimal integer in [lo, hi] (a
+ * float for qf_cli_float) and *out is set, 0 otherwise (*out untouched). */
+int qf_cli_int(const char *s, int lo, int hi, int *out);
+int qf_cli_float(const char *s, float *out);
+
 /* Global --quiet / --verbose, parsed by main before the command runs:
  * QUIET: no progress or info lines on stderr (warnings and errors still print);
  * VERBOSE: the library's QF_LOG_INFO and QF_LOG_DEBUG lines too. */

@@ -61,41 +61,17 @@ static const char usage_text[] =
 
 /* ---- sizes of the real checkpoints ----------------------------------------- */
 
+#include "bench/fullsize.h"   /* the full-size shapes: qf_blip2_fullsize */
+
 enum {
-    DV = 1408, IV = 6144, LV = 39, HV = 16, IMG = 224, PATCH = 14, NV = 1 + (IMG / PATCH) * (IMG / PATCH),
-    DQ = 768, IQ = 3072, LQ = 12, HQ = 12, VQ = 30523, PMAX = 512, XFREQ = 2, NQUERY = 32, EMB = 256,
-    DO = 2560, FO = 10240, LO = 32, HO = 32, VO = 50272, PO = 2048,
     DT = 2048, KT = 64, HT = 32, FT = 5120, LT = 24, VT = 32128, BT = 32, MT = 128,   /* Flan-T5-XL */
     TEXT_LEN = 32, PROMPT_LEN = 8,
 };
 
-static void fill_config(qf_blip2_config *c) {
-    memset(c, 0, sizeof *c);
-    strcpy(c->model_type, "blip-2");
-    strcpy(c->architecture, "bench");
-    c->num_query_tokens = NQUERY;
-    c->image_text_hidden_size = EMB;
-    c->image_token_index = -1;
-    c->vision = (qf_vision_config){ .hidden_size = DV, .intermediate_size = IV, .num_hidden_layers = LV,
-                                    .num_attention_heads = HV, .image_size = IMG, .patch_size = PATCH,
-                                    .layer_norm_eps = 1e-6f, .qkv_bias = 1 };
-    c->qformer = (qf_qformer_config){ .vocab_size = VQ, .hidden_size = DQ, .num_hidden_layers = LQ,
-                                      .num_attention_heads = HQ, .intermediate_size = IQ,
-                                      .max_position_embeddings = PMAX, .layer_norm_eps = 1e-12f,
-                                      .cross_attention_frequency = XFREQ, .encoder_hidden_size = DV,
-                                      .use_qformer_text_input = 1 };
-    c->text = (qf_opt_config){ .present = 1, .vocab_size = VO, .hidden_size = DO, .num_hidden_layers = LO,
-                               .num_attention_heads = HO, .ffn_dim = FO, .max_position_embeddings = PO,
-                               .word_embed_proj_dim = DO, .do_layer_norm_before = 1,
-                               .remove_final_layer_norm = 0, .enable_bias = 1, .relu = 1,
-                               .bos_token_id = 2, .eos_token_id = 50118, .pad_token_id = 1,
-                               .tie_word_embeddings = 1 };
-    strcpy(c->text_model_type, "opt");
-}
-
-/* The Salesforce/blip2-flan-t5-xl text_config (exact GELU, gated, untied). */
+/* The Salesforce/blip2-flan-t5-xl text_config (exact GELU, gated, untied)
+ * over the full-size ViT and Q-Former. */
 static void fill_config_t5(qf_blip2_config *c) {
-    fill_config(c);
+    *c = qf_blip2_fullsize;
     c->text.present = 0;
     strcpy(c->text_model_type, "t5");
     c->t5 = (qf_t5_config){ .present = 1, .vocab_size = VT, .d_model = DT, .d_kv = KT, .d_ff = FT,
@@ -140,9 +116,7 @@ static void fill(void *dst, qf_dtype dt, size_t n, init_kind k, uint64_t seed) {
         if (dt == QF_DT_F32) {
             ((float *)dst)[i] = v;
         } else {
-            uint32_t b;
-            memcpy(&b, &v, 4);
-            ((uint16_t *)dst)[i] = (uint16_t)((b + 0x7fffu + ((b >> 16) & 1)) >> 16);
+            ((uint16_t *)dst)[i] = qf_cpu_bf16_of(v);
         }
     }
 }
@@ -334,12 +308,6 @@ static qf_status build_t5(tensor_set *ts) {
 
 /* ---- timing ------------------------------------------------------------------ */
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static double cpu_now(void) {              /* user + system seconds of the process */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -391,14 +359,14 @@ static qf_status bench_blip2(const char *only, int repeat, int json, int vision_
     float *pixels = NULL, *feats = NULL, *vis = NULL, *q_out = NULL, *tfeat = NULL;
     double *t = calloc((size_t)repeat, sizeof *t), *tc = calloc((size_t)repeat, sizeof *tc);
     qf_blip2_config cfg;
-    fill_config(&cfg);
-    double t0 = now();
+    cfg = qf_blip2_fullsize;
+    double t0 = qf_now();
     if (!t || !tc) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_blip2(&ts)) || (s = tensor_set_open(&ts, "<bench blip2>", &st))) goto done;
     s = qf_blip2_init(&cfg, st, QF_BLIP2_ALL | (vision_bf16 ? QF_BLIP2_VISION_BF16 : 0), &m);
     st = NULL;                                       /* owned by m (or closed) */
     if (s || (s = qf_blip2_state_init(m, &state))) goto done;
-    progress(json, "bench: BLIP-2 weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
+    progress(json, "bench: BLIP-2 weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, qf_now() - t0);
 
     pixels = malloc((size_t)3 * IMG * IMG * sizeof *pixels);
     feats = malloc((size_t)NQUERY * EMB * sizeof *feats);
@@ -416,9 +384,9 @@ static qf_status bench_blip2(const char *only, int repeat, int json, int vision_
     int all = !only;
     if (all || !strcmp(only, "embed") || !strcmp(only, "itm")) {
         for (int i = -1; i < repeat; i++) {
-            double a = now(), ac = cpu_now();
+            double a = qf_now(), ac = cpu_now();
             if ((s = qf_blip2_image_feats(m, state, pixels, feats, vis, q_out))) goto done;
-            double w = now() - a, cw = cpu_now() - ac;
+            double w = qf_now() - a, cw = cpu_now() - ac;
             if (i >= 0) { t[i] = w; tc[i] = cw; }
             progress(json, "bench: image %s %.3f s (CPU %.3f s)\n", i < 0 ? "warm-up" : "", w, cw);
         }
@@ -431,10 +399,10 @@ static qf_status bench_blip2(const char *only, int repeat, int json, int vision_
     if (all || !strcmp(only, "text")) {
         int n = 10;
         for (int i = -1; i < repeat; i++) {
-            double a = now();
+            double a = qf_now();
             for (int k = 0; k < n; k++)
                 if ((s = qf_blip2_text_feat(m, state, ids, mask, TEXT_LEN, tfeat, NULL))) goto done;
-            if (i >= 0) t[i] = (now() - a) / n;
+            if (i >= 0) t[i] = (qf_now() - a) / n;
         }
         r->text_ms = 1e3 * median(t, repeat); r->have_text = 1;
         progress(json, "bench: text %.2f ms\n", r->text_ms);
@@ -443,10 +411,10 @@ static qf_status bench_blip2(const char *only, int repeat, int json, int vision_
         int n = 5;
         float logits[2];
         for (int i = -1; i < repeat; i++) {
-            double a = now();
+            double a = qf_now();
             for (int k = 0; k < n; k++)
                 if ((s = qf_blip2_itm(m, state, vis, ids, mask, TEXT_LEN, logits))) goto done;
-            if (i >= 0) t[i] = (now() - a) / n;
+            if (i >= 0) t[i] = (qf_now() - a) / n;
         }
         r->itm_ms = 1e3 * median(t, repeat); r->have_itm = 1;
         progress(json, "bench: itm %.2f ms\n", r->itm_ms);
@@ -470,28 +438,28 @@ static qf_status bench_opt(int repeat, int n_decode, int json, qf_opt_weights wt
     double *tp = calloc((size_t)repeat, sizeof *tp), *td = calloc((size_t)repeat, sizeof *td);
     const int T = NQUERY + PROMPT_LEN;
     qf_blip2_config cfg;
-    fill_config(&cfg);
-    double t0 = now();
+    cfg = qf_blip2_fullsize;
+    double t0 = qf_now();
     if (!tp || !td) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_opt(&ts)) || (s = tensor_set_open(&ts, "<bench opt>", &st))) goto done;
     if ((s = qf_opt_load(st, &cfg, wt, &m))) goto done;
     if ((s = qf_opt_cache_init(m, 1, T + n_decode, &c))) goto done;
-    progress(json, "bench: OPT weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
+    progress(json, "bench: OPT weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, qf_now() - t0);
     prefix = malloc((size_t)T * DO * sizeof *prefix);
     logits = malloc((size_t)VO * sizeof *logits);
     if (!prefix || !logits) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     fill(prefix, QF_DT_F32, (size_t)T * DO, INIT_NORMAL, 9);
     for (int i = -1; i < repeat; i++) {
         qf_opt_cache_clear(c);
-        double a = now();
+        double a = qf_now();
         if ((s = qf_opt_forward(m, c, 0, prefix, T, logits, NULL))) goto done;
-        double b = now();
+        double b = qf_now();
         for (int k = 0; k < n_decode; k++) {
             int32_t best = 0;                        /* greedy: argmax of the last logits */
             for (int v = 1; v < VO; v++) if (logits[v] > logits[best]) best = v;
             if ((s = qf_opt_decode(m, c, &best, 1, logits))) goto done;
         }
-        double e = now();
+        double e = qf_now();
         if (i >= 0) { tp[i] = b - a; td[i] = e - b; }
         progress(json, "bench: opt %s prefill %.3f s, %d decode steps %.3f s\n", i < 0 ? "warm-up" : "",
                  b - a, n_decode, e - b);
@@ -521,27 +489,27 @@ static qf_status bench_t5(int repeat, int n_decode, int json, qf_opt_weights wt,
     const int S = NQUERY + PROMPT_LEN;
     qf_blip2_config cfg;
     fill_config_t5(&cfg);
-    double t0 = now();
+    double t0 = qf_now();
     if (!te || !td) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     if ((s = build_t5(&ts)) || (s = tensor_set_open(&ts, "<bench t5>", &st))) goto done;
     if ((s = qf_t5_load(st, &cfg, wt, &m))) goto done;
     if ((s = qf_t5_cache_init(m, 1, S, 1 + n_decode, &c))) goto done;
-    progress(json, "bench: Flan-T5-XL weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, now() - t0);
+    progress(json, "bench: Flan-T5-XL weights %.0f MB built in %.1f s\n", (double)ts.bytes / 1e6, qf_now() - t0);
     x = malloc((size_t)S * DT * sizeof *x);
     logits = malloc((size_t)VT * sizeof *logits);
     if (!x || !logits) { s = qf_errorf(QF_ERR_NOMEM, "bench: out of memory"); goto done; }
     fill(x, QF_DT_F32, (size_t)S * DT, INIT_NORMAL, 11);
     for (int i = -1; i < repeat; i++) {
-        double a = now();
+        double a = qf_now();
         if ((s = qf_t5_encode(m, c, x, S, NULL))) goto done;
-        double b = now();
+        double b = qf_now();
         int32_t tok = 0;
         for (int k = 0; k < n_decode; k++) {
             if ((s = k ? qf_t5_decode(m, c, &tok, 1, logits) : qf_t5_forward(m, c, 0, &tok, 1, logits, NULL))) goto done;
             tok = 0;                                 /* greedy: argmax of the logits */
             for (int v = 1; v < VT; v++) if (logits[v] > logits[tok]) tok = v;
         }
-        double e = now();
+        double e = qf_now();
         if (i >= 0) { te[i] = b - a; td[i] = e - b; }
         progress(json, "bench: t5 %s encoder %.3f s, %d decode steps %.3f s\n", i < 0 ? "warm-up" : "",
                  b - a, n_decode, e - b);
@@ -556,14 +524,6 @@ done:
     qf_st_close(st);
     tensor_set_free(&ts);
     return s;
-}
-
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == 0 || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
 }
 
 static void print_num(const char *key, int have, double v, const char *fmtv, int last) {
@@ -584,9 +544,9 @@ int qf_cmd_bench(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 't': if (!parse_int(optarg, 1, 1024, &threads)) return qf_cli_usage("bench", "--threads: '%s' is not an integer in 1..1024", optarg); break;
-        case 'r': if (!parse_int(optarg, 1, 1000, &repeat)) return qf_cli_usage("bench", "--repeat: '%s' is not an integer in 1..1000", optarg); break;
-        case 'n': if (!parse_int(optarg, 1, 1000, &n_decode)) return qf_cli_usage("bench", "--decode-tokens: '%s' is not an integer in 1..1000", optarg); break;
+        case 't': if (!qf_cli_int(optarg, 1, 1024, &threads)) return qf_cli_usage("bench", "--threads: '%s' is not an integer in 1..1024", optarg); break;
+        case 'r': if (!qf_cli_int(optarg, 1, 1000, &repeat)) return qf_cli_usage("bench", "--repeat: '%s' is not an integer in 1..1000", optarg); break;
+        case 'n': if (!qf_cli_int(optarg, 1, 1000, &n_decode)) return qf_cli_usage("bench", "--decode-tokens: '%s' is not an integer in 1..1000", optarg); break;
         case 'd': dtype = optarg; break;
         case 'o': only = optarg; break;
         case 'f': format = optarg; break;

@@ -45,22 +45,6 @@ static const char usage_text[] =
     "  qformer caption --model blip2-opt-2.7b --num-beams 3 --prompt 'Question: what color is the car? Answer:' car.jpg\n"
     "  qformer caption --model blip2-flan-t5-xl --prompt 'Question: how many dogs are there? Answer:' dogs.jpg\n";
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == 0 || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
-static int parse_float(const char *s, float *out) {
-    char *end;
-    float v = strtof(s, &end);
-    if (*s == 0 || *end) return 0;
-    *out = v;
-    return 1;
-}
-
 int qf_cmd_caption(int argc, char **argv) {
     static const struct option opts[] = {
         { "model", required_argument, 0, 'm' }, { "prompt", required_argument, 0, 'p' },
@@ -80,11 +64,11 @@ int qf_cmd_caption(int argc, char **argv) {
         switch (c) {
         case 'm': model_dir = optarg; break;
         case 'p': prompt = optarg; break;
-        case 'n': if (!parse_int(optarg, 1, 4096, &max_new)) return qf_cli_usage("caption", "--max-new-tokens: '%s' is not an integer in 1..4096", optarg); break;
-        case 'N': if (!parse_int(optarg, 0, 4096, &min_new)) return qf_cli_usage("caption", "--min-new-tokens: '%s' is not an integer in 0..4096", optarg); break;
-        case 'b': if (!parse_int(optarg, 1, 64, &beams)) return qf_cli_usage("caption", "--num-beams: '%s' is not an integer in 1..64", optarg); break;
-        case 'l': if (!parse_float(optarg, &lp)) return qf_cli_usage("caption", "--length-penalty: '%s' is not a number", optarg); have_lp = 1; break;
-        case 'r': if (!parse_float(optarg, &rp) || rp <= 0) return qf_cli_usage("caption", "--repetition-penalty: '%s' is not a positive number", optarg); have_rp = 1; break;
+        case 'n': if (!qf_cli_int(optarg, 1, 4096, &max_new)) return qf_cli_usage("caption", "--max-new-tokens: '%s' is not an integer in 1..4096", optarg); break;
+        case 'N': if (!qf_cli_int(optarg, 0, 4096, &min_new)) return qf_cli_usage("caption", "--min-new-tokens: '%s' is not an integer in 0..4096", optarg); break;
+        case 'b': if (!qf_cli_int(optarg, 1, 64, &beams)) return qf_cli_usage("caption", "--num-beams: '%s' is not an integer in 1..64", optarg); break;
+        case 'l': if (!qf_cli_float(optarg, &lp)) return qf_cli_usage("caption", "--length-penalty: '%s' is not a number", optarg); have_lp = 1; break;
+        case 'r': if (!qf_cli_float(optarg, &rp) || rp <= 0) return qf_cli_usage("caption", "--repetition-penalty: '%s' is not a positive number", optarg); have_rp = 1; break;
         case 'f': format = optarg; break;
         case 'd': if (qf_opt_weights_parse(optarg, &wt)) return qf_cli_usage("caption", "--dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'h': fputs(usage_text, stdout); return 0;

@@ -1,17 +1,15 @@
 /* cmd_embed.c - `qformer embed`: ITC image/text features, ITC scores and
  * optionally ITM logits and intermediate tensors, written to a safetensors
  * file whose names, dtypes and shapes are those of the fixtures'
- * expected.safetensors (the command-line contract of DESIGN.md). */
+ * expected.safetensors (the command-line contract in README.md). The
+ * computation is embed/retrieval.h; this file parses, calls and writes. */
 #include "cli.h"
 
-#include "embed/bert.h"
-#include "embed/blip2.h"
 #include "embed/hub.h"
-#include "embed/image.h"
+#include "embed/retrieval.h"
 #include "embed/safetensors.h"
 
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +24,7 @@ static const char usage_text[] =
     "  with --itm:           itm_logits [n_img,n_txt,2], itm_scores [n_img,n_txt]\n"
     "  with --intermediates: pixel_values, resized_u8, vision_last_hidden_state,\n"
     "                        qformer_last_hidden_state, text_qformer_last_hidden_state\n"
-    "Image i is the i-th --image, text t the t-th --text (at most 12 of each).\n"
+    "Image i is the i-th --image, text t the t-th --text.\n"
     "\n"
     "  --model DIR       retrieval checkpoint (Salesforce/blip2-itm-vit-g layout)\n"
     "  --image PATH      a PNG or JPEG image; repeat for more\n"
@@ -43,7 +41,8 @@ static const char usage_text[] =
     "  qformer embed --model Salesforce/blip2-itm-vit-g --image a.jpg --image b.png \\\n"
     "                --text 'a dog' --text 'a red car' --out pairs.safetensors\n";
 
-#define MAX_ITEMS 12
+/* Tensors in the output file at most (5 always, 2 with --itm, 5 with --intermediates). */
+#define MAX_TENSORS 12
 
 int qf_cmd_embed(int argc, char **argv) {
     static const struct option opts[] = {
@@ -91,102 +90,34 @@ int qf_cmd_embed(int argc, char **argv) {
     if (hs) { free(images); free(texts); return qf_cli_fail("embed", hs); }
     model_dir = model_buf;
 
-    qf_blip2 *m = NULL;
-    qf_blip2_state *s = NULL;
-    qf_bert *tok = NULL;
-    qf_img_preproc pp;
-    qf_status st;
-    float *pix = NULL, *vis = NULL, *qh = NULL, *feats = NULL, *tfeat = NULL, *thid = NULL;
-    float *itc = NULL, *itm = NULL, *itm_p = NULL;
-    uint8_t *resized = NULL;
-    int64_t *ids = NULL, *mask = NULL;
-    int *n_tok = NULL;
-
-    if ((st = qf_blip2_load(model_dir, QF_BLIP2_ALL | (bf16 ? QF_BLIP2_VISION_BF16 : 0), &m)) ||
-        (st = qf_img_preproc_load(model_dir, &pp)) ||
-        (st = qf_bert_load(model_dir, &tok)) ||
-        (st = qf_blip2_state_init(m, &s)))
-        goto fail;
-    const int S = qf_blip2_image_size(m), Nv = qf_blip2_n_vis(m), Dv = qf_blip2_vis_dim(m);
-    const int Q = qf_blip2_n_query(m), Dq = qf_blip2_q_dim(m), E = qf_blip2_embed_dim(m);
-    const int L = QF_BERT_MAX_TXT_LEN;
-    if (pp.height != S || pp.width != S) {
-        st = qf_errorf(QF_ERR_FORMAT, "%s: preprocessor size %dx%d differs from vision_config.image_size %d",
-                       model_dir, pp.width, pp.height, S);
-        goto fail;
-    }
-    size_t ni = (size_t)n_img, nt = (size_t)n_txt;
-    pix = calloc(ni * 3 * S * S + 1, sizeof *pix);
-    resized = calloc(ni * S * S * 3 + 1, 1);
-    vis = calloc(ni * Nv * Dv + 1, sizeof *vis);
-    qh = calloc(ni * Q * Dq + 1, sizeof *qh);
-    feats = calloc(ni * Q * E + 1, sizeof *feats);
-    tfeat = calloc(nt * E + 1, sizeof *tfeat);
-    thid = calloc(nt * L * Dq + 1, sizeof *thid);
-    itc = calloc(ni * nt + 1, sizeof *itc);
-    itm = calloc(ni * nt * 2 + 1, sizeof *itm);
-    itm_p = calloc(ni * nt + 1, sizeof *itm_p);
-    ids = calloc(nt * L + 1, sizeof *ids);
-    mask = calloc(nt * L + 1, sizeof *mask);
-    n_tok = calloc(nt + 1, sizeof *n_tok);
-    if (!pix || !resized || !vis || !qh || !feats || !tfeat || !thid || !itc || !itm || !itm_p ||
-        !ids || !mask || !n_tok) {
-        st = qf_errorf(QF_ERR_NOMEM, "out of memory for %d images and %d texts", n_img, n_txt);
-        goto fail;
-    }
-    for (int i = 0; i < n_img; i++) {
-        if ((st = qf_img_load_pixels(images[i], &pp, NULL, pix + (size_t)i * 3 * S * S,
-                                     resized + (size_t)i * S * S * 3, NULL, NULL)))
-            goto fail;
-        if ((st = qf_blip2_image_feats(m, s, pix + (size_t)i * 3 * S * S, feats + (size_t)i * Q * E,
-                                       vis + (size_t)i * Nv * Dv, qh + (size_t)i * Q * Dq))) {
-            qf_error_prefix(st, "%s", images[i]);
-            goto fail;
-        }
-    }
-    for (int t = 0; t < n_txt; t++) {
-        if ((st = qf_bert_encode(tok, texts[t], L, 1, ids + (size_t)t * L, mask + (size_t)t * L, &n_tok[t])) ||
-            (st = qf_blip2_text_feat(m, s, ids + (size_t)t * L, mask + (size_t)t * L, L,
-                                     tfeat + (size_t)t * E, thid + (size_t)t * L * Dq))) {
-            qf_error_prefix(st, "text %d", t + 1);
-            goto fail;
-        }
-    }
-    for (int i = 0; i < n_img; i++)
-        for (int t = 0; t < n_txt; t++) {
-            itc[i * n_txt + t] = qf_blip2_itc_score(feats + (size_t)i * Q * E, Q, tfeat + (size_t)t * E, E);
-            if (!do_itm) continue;
-            float *lg = itm + ((size_t)i * n_txt + t) * 2;
-            /* unpadded tokens: padding keys get exactly zero attention weight */
-            if ((st = qf_blip2_itm(m, s, vis + (size_t)i * Nv * Dv, ids + (size_t)t * L,
-                                   mask + (size_t)t * L, n_tok[t], lg)))
-                goto fail;
-            itm_p[i * n_txt + t] = 1.0f / (1.0f + expf(lg[0] - lg[1]));
-        }
-
+    qf_retrieval r;
+    qf_status st = qf_retrieval_run(model_dir, images, n_img, texts, n_txt,
+                                    (do_itm ? QF_RETRIEVAL_ITM : 0) | (bf16 ? QF_RETRIEVAL_VISION_BF16 : 0), &r);
+    if (st) goto fail;
+    const int64_t S = r.S, Q = r.Q, E = r.E, L = r.L;
     int64_t sh_feats[] = { n_img, Q, E }, sh_ids[] = { n_txt, L }, sh_tf[] = { n_txt, E };
     int64_t sh_sc[] = { n_img, n_txt }, sh_itm[] = { n_img, n_txt, 2 }, sh_pix[] = { n_img, 3, S, S };
-    int64_t sh_rs[] = { n_img, S, S, 3 }, sh_vis[] = { n_img, Nv, Dv }, sh_q[] = { n_img, Q, Dq };
-    int64_t sh_th[] = { n_txt, L, Dq };
-    qf_st_item items[MAX_ITEMS];
+    int64_t sh_rs[] = { n_img, S, S, 3 }, sh_vis[] = { n_img, r.Nv, r.Dv }, sh_q[] = { n_img, Q, r.Dq };
+    int64_t sh_th[] = { n_txt, L, r.Dq };
+    qf_st_item items[MAX_TENSORS];
     size_t n = 0;
-    items[n++] = (qf_st_item){ "image_feats", QF_DT_F32, 3, sh_feats, feats };
-    items[n++] = (qf_st_item){ "text_input_ids", QF_DT_I64, 2, sh_ids, ids };
-    items[n++] = (qf_st_item){ "text_attention_mask", QF_DT_I64, 2, sh_ids, mask };
-    items[n++] = (qf_st_item){ "text_feats", QF_DT_F32, 2, sh_tf, tfeat };
-    items[n++] = (qf_st_item){ "itc_scores", QF_DT_F32, 2, sh_sc, itc };
+    items[n++] = (qf_st_item){ "image_feats", QF_DT_F32, 3, sh_feats, r.image_feats };
+    items[n++] = (qf_st_item){ "text_input_ids", QF_DT_I64, 2, sh_ids, r.input_ids };
+    items[n++] = (qf_st_item){ "text_attention_mask", QF_DT_I64, 2, sh_ids, r.attention_mask };
+    items[n++] = (qf_st_item){ "text_feats", QF_DT_F32, 2, sh_tf, r.text_feats };
+    items[n++] = (qf_st_item){ "itc_scores", QF_DT_F32, 2, sh_sc, r.itc };
     if (do_itm) {
-        items[n++] = (qf_st_item){ "itm_logits", QF_DT_F32, 3, sh_itm, itm };
-        items[n++] = (qf_st_item){ "itm_scores", QF_DT_F32, 2, sh_sc, itm_p };
+        items[n++] = (qf_st_item){ "itm_logits", QF_DT_F32, 3, sh_itm, r.itm_logits };
+        items[n++] = (qf_st_item){ "itm_scores", QF_DT_F32, 2, sh_sc, r.itm_scores };
     }
     if (inter) {
-        items[n++] = (qf_st_item){ "pixel_values", QF_DT_F32, 4, sh_pix, pix };
-        items[n++] = (qf_st_item){ "resized_u8", QF_DT_U8, 4, sh_rs, resized };
-        items[n++] = (qf_st_item){ "vision_last_hidden_state", QF_DT_F32, 3, sh_vis, vis };
-        items[n++] = (qf_st_item){ "qformer_last_hidden_state", QF_DT_F32, 3, sh_q, qh };
-        items[n++] = (qf_st_item){ "text_qformer_last_hidden_state", QF_DT_F32, 3, sh_th, thid };
+        items[n++] = (qf_st_item){ "pixel_values", QF_DT_F32, 4, sh_pix, r.pixel_values };
+        items[n++] = (qf_st_item){ "resized_u8", QF_DT_U8, 4, sh_rs, r.resized_u8 };
+        items[n++] = (qf_st_item){ "vision_last_hidden_state", QF_DT_F32, 3, sh_vis, r.vision };
+        items[n++] = (qf_st_item){ "qformer_last_hidden_state", QF_DT_F32, 3, sh_q, r.qformer };
+        items[n++] = (qf_st_item){ "text_qformer_last_hidden_state", QF_DT_F32, 3, sh_th, r.text_hidden };
     }
-    const char *meta[] = { "format", "pt", "model_fingerprint", qf_blip2_fingerprint(m),
+    const char *meta[] = { "format", "pt", "model_fingerprint", r.fingerprint,
                            "vision_dtype", bf16 ? "bf16" : "f32", NULL };
     if ((st = qf_st_write(out_path, items, n, meta))) goto fail;
     rc = 0;
@@ -194,11 +125,7 @@ int qf_cmd_embed(int argc, char **argv) {
 fail:
     rc = qf_cli_fail("embed", st);
 done:
-    free(pix); free(resized); free(vis); free(qh); free(feats); free(tfeat); free(thid);
-    free(itc); free(itm); free(itm_p); free(ids); free(mask); free(n_tok);
-    qf_blip2_state_free(s);
-    qf_bert_free(tok);
-    qf_blip2_free(m);
+    qf_retrieval_free(&r);
     free(images); free(texts);
     return rc;
 }

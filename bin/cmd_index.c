@@ -40,15 +40,9 @@ static const char usage_text[] =
 
 typedef struct { int tty; double last; } progress_state;
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void on_progress(const qf_index_progress *p, void *user) {
     progress_state *ps = user;
-    double t = now();
+    double t = qf_now();
     int last = p->done == p->total;
     if (!last && t - ps->last < (ps->tty ? 0.25 : 10.0)) return;
     ps->last = t;
@@ -71,14 +65,6 @@ static void on_progress(const qf_index_progress *p, void *user) {
     }
 }
 
-static int parse_pos(const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 1 || v > 1 << 20) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 int qf_cmd_index(int argc, char **argv) {
     static const struct option opts[] = {
         { "model", required_argument, 0, 'm' }, { "db", required_argument, 0, 'd' },
@@ -96,11 +82,11 @@ int qf_cmd_index(int argc, char **argv) {
         case 'm': o.model_dir = optarg; break;
         case 'd': o.db_path = optarg; break;
         case 'f': o.factory = optarg; break;
-        case 'b': if (!parse_pos(optarg, &o.batch)) return qf_cli_usage("index", "--batch: '%s' is not a positive integer", optarg); break;
-        case 't': if (!parse_pos(optarg, &o.threads)) return qf_cli_usage("index", "--threads: '%s' is not a positive integer", optarg); break;
+        case 'b': if (!qf_cli_int(optarg, 1, 1 << 20, &o.batch)) return qf_cli_usage("index", "--batch: '%s' is not a positive integer", optarg); break;
+        case 't': if (!qf_cli_int(optarg, 1, 1 << 20, &o.threads)) return qf_cli_usage("index", "--threads: '%s' is not a positive integer", optarg); break;
         case 'P': o.pooled = 1; break;
         case 'K': o.keep_vision = 1; break;
-        case 'c': if (!parse_pos(optarg, &o.checkpoint)) return qf_cli_usage("index", "--checkpoint: '%s' is not a positive integer", optarg); break;
+        case 'c': if (!qf_cli_int(optarg, 1, 1 << 20, &o.checkpoint)) return qf_cli_usage("index", "--checkpoint: '%s' is not a positive integer", optarg); break;
         case 'R': o.retry_failed = 1; break;
         case 'q': quiet = 1; break;
         case 'h': fputs(usage_text, stdout); return 0;

@@ -151,14 +151,6 @@ static void on_progress(const qf_hub_progress *p, void *user) {
     }
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 int qf_cmd_pull(int argc, char **argv) {
     static const struct option opts[] = {
         { "revision", required_argument, 0, 'r' }, { "dir", required_argument, 0, 'd' },
@@ -177,7 +169,7 @@ int qf_cmd_pull(int argc, char **argv) {
         case 'd': opt.dir = optarg; break;
         case 'e': opt.endpoint = optarg; break;
         case 'R':
-            if (!parse_int(optarg, 0, 100, &opt.retries))
+            if (!qf_cli_int(optarg, 0, 100, &opt.retries))
                 return qf_cli_usage("pull", "--retries: '%s' is not an integer in 0..100", optarg);
             break;
         case 'q': v.quiet = 1; break;

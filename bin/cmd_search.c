@@ -39,14 +39,6 @@ static const char usage_text[] =
     "  qformer search --db photos.db --image query.jpg -k 5 --format json\n"
     "  qformer search --db photos.db -- \"-20 degrees outside\"   # a TEXT starting with '-'\n";
 
-static int parse_nonneg(const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < 0 || v > 1 << 20) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 int qf_cmd_search(int argc, char **argv) {
     static const struct option opts[] = {
         { "db", required_argument, 0, 'd' }, { "rerank", required_argument, 0, 'r' },
@@ -64,14 +56,14 @@ int qf_cmd_search(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "hk:", opts, NULL)) != -1) {
         switch (c) {
         case 'd': o.db_path = optarg; break;
-        case 'k': if (!parse_nonneg(optarg, &o.k) || o.k == 0) return qf_cli_usage("search", "-k: '%s' is not a positive integer", optarg); break;
-        case 'r': if (!parse_nonneg(optarg, &o.rerank)) return qf_cli_usage("search", "--rerank: '%s' is not an integer", optarg); break;
-        case 'c': if (!parse_nonneg(optarg, &o.caption)) return qf_cli_usage("search", "--caption: '%s' is not an integer", optarg); break;
+        case 'k': if (!qf_cli_int(optarg, 0, 1 << 20, &o.k) || o.k == 0) return qf_cli_usage("search", "-k: '%s' is not a positive integer", optarg); break;
+        case 'r': if (!qf_cli_int(optarg, 0, 1 << 20, &o.rerank)) return qf_cli_usage("search", "--rerank: '%s' is not an integer", optarg); break;
+        case 'c': if (!qf_cli_int(optarg, 0, 1 << 20, &o.caption)) return qf_cli_usage("search", "--caption: '%s' is not an integer", optarg); break;
         case 'C': o.caption_model = optarg; break;
         case 'D': if (qf_opt_weights_parse(optarg, &o.caption_dtype)) return qf_cli_usage("search", "--caption-dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'p': o.prompt = optarg; break;
         case 'm': o.model_dir = optarg; break;
-        case 'n': if (!parse_nonneg(optarg, &o.nprobe)) return qf_cli_usage("search", "--nprobe: '%s' is not an integer", optarg); break;
+        case 'n': if (!qf_cli_int(optarg, 0, 1 << 20, &o.nprobe)) return qf_cli_usage("search", "--nprobe: '%s' is not an integer", optarg); break;
         case 'f': format = optarg; break;
         case 'o': out_path = optarg; break;
         case 'i': o.image_path = optarg; break;

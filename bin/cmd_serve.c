@@ -41,14 +41,6 @@ static const char usage_text[] =
     "  curl 'http://127.0.0.1:8080/api/search?q=a+cat+on+a+sofa&k=5'\n"
     "  curl --data-binary @query.jpg 'http://127.0.0.1:8080/api/search?k=5'\n";
 
-static int parse_int(const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return 0;
-    *out = (int)v;
-    return 1;
-}
-
 int qf_cmd_serve(int argc, char **argv) {
     static const struct option opts[] = {
         { "db", required_argument, 0, 'd' }, { "caption-model", required_argument, 0, 'C' },
@@ -66,8 +58,8 @@ int qf_cmd_serve(int argc, char **argv) {
         case 'D': if (qf_opt_weights_parse(optarg, &o.caption_dtype)) return qf_cli_usage("serve", "--caption-dtype must be f32, bf16 or int8, not '%s'", optarg); break;
         case 'm': o.model_dir = optarg; break;
         case 'H': o.host = optarg; break;
-        case 'p': if (!parse_int(optarg, 0, 65535, &o.port)) return qf_cli_usage("serve", "--port: '%s' is not a port from 0 to 65535", optarg); break;
-        case 't': if (!parse_int(optarg, 1, 256, &o.threads)) return qf_cli_usage("serve", "--threads: '%s' is not an integer from 1 to 256", optarg); break;
+        case 'p': if (!qf_cli_int(optarg, 0, 65535, &o.port)) return qf_cli_usage("serve", "--port: '%s' is not a port from 0 to 65535", optarg); break;
+        case 't': if (!qf_cli_int(optarg, 1, 256, &o.threads)) return qf_cli_usage("serve", "--threads: '%s' is not an integer from 1 to 256", optarg); break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return 2;
         }

@@ -5,6 +5,8 @@
  * contract: "section:" headings, two-space-indented "NAME  text" items. */
 #include "cli.h"
 
+#include "mpi/driver.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,14 +126,8 @@ int qf_cli_color(void) {
 }
 
 static void set_rank_tag(void) {
-    static const char *const vars[] = { "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK" };
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-        const char *v = getenv(vars[i]);
-        if (!v || !v[0]) continue;
-        long r = strtol(v, NULL, 10);
-        if (r != 0) snprintf(rank_tag, sizeof rank_tag, " [rank %ld]", r);
-        return;
-    }
+    int r = qf_mpi_env_rank();
+    if (r > 0) snprintf(rank_tag, sizeof rank_tag, " [rank %d]", r);
 }
 
 /* "qformer: message", "qformer [rank 3]: message" on other ranks; INFO and
@@ -148,6 +144,22 @@ static void cli_log(qf_log_level level, const char *msg, void *user) {
 static void error_prefix(const char *cmd) {
     int c = qf_cli_color();
     fprintf(stderr, "%sqformer%s%s%s:%s ", c ? RED : "", rank_tag, cmd ? " " : "", cmd ? cmd : "", c ? RESET : "");
+}
+
+int qf_cli_int(const char *s, int lo, int hi, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+int qf_cli_float(const char *s, float *out) {
+    char *end;
+    float v = strtof(s, &end);
+    if (!*s || *end) return 0;
+    *out = v;
+    return 1;
 }
 
 int qf_cli_fail(const char *cmd, qf_status s) {

@@ -121,12 +121,11 @@ static long decode_utf8(const char *s, size_t n, int32_t *cps) {
     size_t i = 0;
     long k = 0;
     while (i < n) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)s + i,
-                                              (utf8proc_ssize_t)(n - i), &cp);
-        if (r <= 0 || cp < 0) return -1 - (long)i;
+        int32_t cp;
+        size_t bad, r = qf_utf8_next((const uint8_t *)s + i, n - i, &cp, &bad);
+        if (!r) return -1 - (long)i;
         cps[k++] = cp;
-        i += (size_t)r;
+        i += r;
     }
     return k;
 }
@@ -526,11 +525,10 @@ static qf_status add_token(qf_bert *t, const char *tok, json_int_t id, const cha
 
 static qf_status add_line(qf_bert *t, const char *tok, size_t len, size_t id, const char *path) {
     for (size_t k = 0; k < len;) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t r = utf8proc_iterate((const utf8proc_uint8_t *)tok + k,
-                                              (utf8proc_ssize_t)(len - k), &cp);
-        if (r <= 0) return qf_errorf(QF_ERR_FORMAT, "%s: line %zu is not valid UTF-8", path, id + 1);
-        k += (size_t)r;
+        int32_t cp;
+        size_t bad, r = qf_utf8_next((const uint8_t *)tok + k, len - k, &cp, &bad);
+        if (!r) return qf_errorf(QF_ERR_FORMAT, "%s: line %zu is not valid UTF-8", path, id + 1);
+        k += r;
     }
     vocab_put(t, tok, (uint32_t)len, (int32_t)id);
     t->id_tok[id] = tok;
@@ -605,6 +603,42 @@ static qf_status add_nosplit(qf_bert *t, const char *text, int id, const char *f
     return special_init(sp, text, id, file);
 }
 
+/* tokenizer_config.json: flags, special token names, added tokens;
+ * *strip: strip_accents (-1 when None), *extra: additional_special_tokens. */
+static qf_status read_config(qf_bert *t, json_t *cfg, const char **names, const char *path, int *strip,
+                             json_t **extra) {
+    qf_status st;
+    json_t *v;
+    if ((v = json_object_get(cfg, "do_lower_case")) && json_is_boolean(v)) t->lower = json_is_true(v);
+    if ((v = json_object_get(cfg, "tokenize_chinese_chars")) && json_is_boolean(v))
+        t->chinese = json_is_true(v);
+    if ((v = json_object_get(cfg, "strip_accents")) && json_is_boolean(v)) *strip = json_is_true(v);
+    if ((v = json_object_get(cfg, "do_basic_tokenize")) && json_is_false(v)) {
+        return qf_errorf(QF_ERR_UNSUPPORTED, "%s: do_basic_tokenize false is not supported", path);
+    }
+    if ((v = json_object_get(cfg, "never_split")) && !json_is_null(v) &&
+        !(json_is_array(v) && json_array_size(v) == 0)) {
+        return qf_errorf(QF_ERR_UNSUPPORTED, "%s: a never_split list is not supported", path);
+    }
+    if ((st = read_specials(t, cfg, names, path))) return st;
+    *extra = json_object_get(cfg, "additional_special_tokens");
+    json_t *dec = json_object_get(cfg, "added_tokens_decoder");
+    if (json_is_object(dec)) {
+        const char *key;
+        json_t *val;
+        json_object_foreach(dec, key, val) {
+            const char *tok = token_name(val);
+            char *end = NULL;
+            long id = strtol(key, &end, 10);
+            if (!tok || !end || *end || end == key) {
+                return qf_errorf(QF_ERR_FORMAT, "%s: added_tokens_decoder entry '%s' is malformed", path, key);
+            }
+            if ((st = add_token(t, tok, id, path))) return st;
+        }
+    }
+    return QF_OK;
+}
+
 qf_status qf_bert_load(const char *model_dir, qf_bert **out) {
     QF_ASSERT(model_dir && out);
     *out = NULL;
@@ -629,39 +663,7 @@ qf_status qf_bert_load(const char *model_dir, qf_bert **out) {
     t->lower = 1;
     t->chinese = 1;
     int strip = -1;                               /* None: follows lower */
-    if (cfg) {
-        json_t *v;
-        if ((v = json_object_get(cfg, "do_lower_case")) && json_is_boolean(v)) t->lower = json_is_true(v);
-        if ((v = json_object_get(cfg, "tokenize_chinese_chars")) && json_is_boolean(v))
-            t->chinese = json_is_true(v);
-        if ((v = json_object_get(cfg, "strip_accents")) && json_is_boolean(v)) strip = json_is_true(v);
-        if ((v = json_object_get(cfg, "do_basic_tokenize")) && json_is_false(v)) {
-            st = qf_errorf(QF_ERR_UNSUPPORTED, "%s: do_basic_tokenize false is not supported", path);
-            goto fail;
-        }
-        if ((v = json_object_get(cfg, "never_split")) && !json_is_null(v) &&
-            !(json_is_array(v) && json_array_size(v) == 0)) {
-            st = qf_errorf(QF_ERR_UNSUPPORTED, "%s: a never_split list is not supported", path);
-            goto fail;
-        }
-        if ((st = read_specials(t, cfg, names, path))) goto fail;
-        extra = json_object_get(cfg, "additional_special_tokens");
-        json_t *dec = json_object_get(cfg, "added_tokens_decoder");
-        if (json_is_object(dec)) {
-            const char *key;
-            json_t *val;
-            json_object_foreach(dec, key, val) {
-                const char *tok = token_name(val);
-                char *end = NULL;
-                long id = strtol(key, &end, 10);
-                if (!tok || !end || *end || end == key) {
-                    st = qf_errorf(QF_ERR_FORMAT, "%s: added_tokens_decoder entry '%s' is malformed", path, key);
-                    goto fail;
-                }
-                if ((st = add_token(t, tok, id, path))) goto fail;
-            }
-        }
-    }
+    if (cfg && (st = read_config(t, cfg, names, path, &strip, &extra))) goto fail;
     t->strip = strip < 0 ? t->lower : strip;
 
     snprintf(path, sizeof path, "%s/added_tokens.json", model_dir);

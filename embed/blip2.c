@@ -218,9 +218,6 @@ static qf_status load_vit_qkv_bias(qf_blip2 *m, loader *ld, int l) {
     return QF_OK;
 }
 
-/* FNV-1a 64 over every tensor's name, dtype, shape and sampled bytes of its
- * data (first/last 4 KiB and 16 strided 256-byte slices): identifies a
- * checkpoint without reading gigabytes. */
 /* BF16 copies of a ViT layer's matrices (rounded to nearest even); with
  * oneDNN (native BF16 CPUs) they go into its layout and the copies are freed. */
 static qf_status vit_layer_bf16(vit_layer *L, const qf_blip2_config *c, int onednn) {
@@ -245,6 +242,9 @@ static qf_status vit_layer_bf16(vit_layer *L, const qf_blip2_config *c, int oned
     return QF_OK;
 }
 
+/* FNV-1a 64 over every tensor's name, dtype, shape and sampled bytes of its
+ * data (first/last 4 KiB and 16 strided 256-byte slices): identifies a
+ * checkpoint without reading gigabytes. */
 static void fingerprint(const qf_st *st, const char *prefix, char out[65]) {
     uint64_t h = 1469598103934665603ull;
     size_t plen = prefix ? strlen(prefix) : 0, n_used = 0;
@@ -276,9 +276,12 @@ static size_t arena_floats(const qf_blip2_config *c) {
     size_t P = c->vision.patch_size, g = c->vision.image_size / P, Nv = 1 + g * g;
     size_t Dq = c->qformer.hidden_size, Iq = c->qformer.intermediate_size;
     size_t L = c->num_query_tokens + c->qformer.max_position_embeddings;
-    size_t vision = g * g * 3 * P * P + Nv * (Dv * 6 + Iv) + Nv * Nv;
+    int Hv = c->vision.num_attention_heads, Hq = c->qformer.num_attention_heads;
+    size_t vision = g * g * 3 * P * P + Nv * (Dv * 6 + Iv) +
+                    qf_attention_scratch((int)Nv, (int)Nv, Hv, (int)Dv / Hv) + 16;
     size_t Lk = L > Nv ? L : Nv;
-    size_t qformer = L * (Dq * 8 + Iq) + 2 * Nv * Dq + L * Lk + L * 4;
+    size_t qformer = L * (Dq * 8 + Iq) + 2 * Nv * Dq + qf_attention_scratch((int)L, (int)Lk, Hq, (int)Dq / Hq) +
+                     16 + L * 4;
     size_t vis_out = Nv * Dv, heads = (size_t)c->num_query_tokens * (Dq + c->image_text_hidden_size);
     return vision + qformer + vis_out + heads + 64 * 32;
 }
@@ -474,7 +477,8 @@ static qf_status vision_forward(const qf_blip2 *m, qf_blip2_state *s, const floa
     ALLOC(qkv, (size_t)N * 3 * D);
     ALLOC(ctx, (size_t)N * D);
     ALLOC(mlp, (size_t)N * I);
-    ALLOC(scores, (size_t)N * N);
+    const size_t n_scores = qf_attention_scratch(N, N, H, dh);
+    ALLOC(scores, n_scores);
     float *xr = NULL;                               /* BF16-rounded GEMM inputs */
     if (qf_blip2_vision_is_bf16(m)) ALLOC(xr, (size_t)N * I);
 
@@ -500,7 +504,7 @@ static qf_status vision_forward(const qf_blip2 *m, qf_blip2_state *s, const floa
         qf_layernorm(t, x, N, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
         if ((st = vit_linear(s, xr, qkv, t, N, D, L->qkv_w, L->qkv_h, L->qkv_d, L->qkv_b, 3 * D))) return st;
         qf_attention(ctx, D, qkv, 3 * D, qkv + D, 3 * D, qkv + 2 * D, 3 * D, N, N, H, dh,
-                     scale, NULL, 0, 0, scores);
+                     scale, NULL, 0, 0, scores, n_scores);
         if ((st = vit_linear(s, xr, t, ctx, N, D, L->proj_w, L->proj_h, L->proj_d, L->proj_b, D))) return st;
         qf_add(x, t, (size_t)N * D);
         /* x = x + fc2(gelu(fc1(layer_norm2(x)))) */
@@ -529,11 +533,12 @@ static qf_status bert_attention(const qf_blip2 *m, qf_blip2_state *s, const bert
     ALLOC(k, (size_t)Lk * D);
     ALLOC(v, (size_t)Lk * D);
     ALLOC(ctx, (size_t)Lq * D);
-    ALLOC(scores, (size_t)Lq * Lk);
+    const size_t n_scores = qf_attention_scratch(Lq, Lk, H, dh);
+    ALLOC(scores, n_scores);
     qf_linear(q, x, Lq, D, A->q_w, A->q_b, D);
     qf_linear(k, kv, Lk, Dkv, A->k_w, A->k_b, D);
     qf_linear(v, kv, Lk, Dkv, A->v_w, A->v_b, D);
-    qf_attention(ctx, D, q, D, k, D, v, D, Lq, Lk, H, dh, 1.0f / sqrtf((float)dh), mask, 0, 0, scores);
+    qf_attention(ctx, D, q, D, k, D, v, D, Lq, Lk, H, dh, 1.0f / sqrtf((float)dh), mask, 0, 0, scores, n_scores);
     qf_linear(q, ctx, Lq, D, A->o_w, A->o_b, D);
     qf_add(q, x, (size_t)Lq * D);
     qf_layernorm(x_out, q, Lq, D, A->ln_w, A->ln_b, m->cfg.qformer.layer_norm_eps);

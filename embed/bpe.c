@@ -73,34 +73,6 @@ static int cp_to_byte(int32_t cp) {
 
 /* ---- UTF-8 ------------------------------------------------------------------ */
 
-/* Decodes the sequence at s[0..n). Returns its length (1-4) and *cp when it is
- * valid; otherwise 0 and *bad = the maximal subpart (the bytes Python's
- * decoder turns into one U+FFFD), at least 1. */
-static size_t utf8_next(const uint8_t *s, size_t n, int32_t *cp, size_t *bad) {
-    uint8_t b = s[0];
-    if (b < 0x80) { *cp = b; return 1; }
-    int need;
-    uint8_t lo = 0x80, hi = 0xBF;
-    int32_t v;
-    if (b >= 0xC2 && b <= 0xDF)      { need = 1; v = b & 0x1F; }
-    else if (b == 0xE0)              { need = 2; v = b & 0x0F; lo = 0xA0; }
-    else if (b >= 0xE1 && b <= 0xEC) { need = 2; v = b & 0x0F; }
-    else if (b == 0xED)              { need = 2; v = b & 0x0F; hi = 0x9F; }
-    else if (b >= 0xEE && b <= 0xEF) { need = 2; v = b & 0x0F; }
-    else if (b == 0xF0)              { need = 3; v = b & 0x07; lo = 0x90; }
-    else if (b >= 0xF1 && b <= 0xF3) { need = 3; v = b & 0x07; }
-    else if (b == 0xF4)              { need = 3; v = b & 0x07; hi = 0x8F; }
-    else { *bad = 1; return 0; }
-    size_t j = 1;
-    for (int k = 0; k < need; k++, j++) {
-        if (j >= n || s[j] < lo || s[j] > hi) { *bad = j; return 0; }
-        v = (v << 6) | (s[j] & 0x3F);
-        lo = 0x80; hi = 0xBF;
-    }
-    *cp = v;
-    return j;
-}
-
 /* regex module's \s: the Unicode White_Space property. */
 static int is_white_space(int32_t c) {
     return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
@@ -131,7 +103,7 @@ static int char_class(int32_t c) {
 static int class_at(const uint8_t *s, size_t n, size_t *len, int32_t *cp_out) {
     int32_t cp = -1;
     size_t bad = 1;
-    size_t l = utf8_next(s, n, &cp, &bad);
+    size_t l = qf_utf8_next(s, n, &cp, &bad);
     if (!l) { l = 1; cp = -1; }
     *len = l;
     if (cp_out) *cp_out = cp;
@@ -338,7 +310,7 @@ static long unmap_bytes(const char *text, size_t n, uint8_t *out) {
     while (i < n) {
         int32_t cp;
         size_t bad;
-        size_t l = utf8_next(s + i, n - i, &cp, &bad);
+        size_t l = qf_utf8_next(s + i, n - i, &cp, &bad);
         int b = l ? cp_to_byte(cp) : -1;
         if (b < 0) return -1;
         out[k++] = (uint8_t)b;
@@ -827,7 +799,7 @@ qf_status qf_bpe_encode_n(const qf_bpe *t, const char *text, size_t len, int add
     if (!text && len) return qf_errorf(QF_ERR_ARG, "bpe: NULL text");
     for (size_t i = 0; i < len;) {
         int32_t cp;
-        size_t bad, l = utf8_next((const uint8_t *)text + i, len - i, &cp, &bad);
+        size_t bad, l = qf_utf8_next((const uint8_t *)text + i, len - i, &cp, &bad);
         if (!l) return qf_errorf(QF_ERR_FORMAT, "bpe: text is not valid UTF-8 at byte %zu (0x%02x)",
                                  i, (unsigned)(uint8_t)text[i]);
         i += l;
@@ -932,7 +904,7 @@ static qf_status utf8_replace(const uint8_t *s, size_t n, buf *out) {
     if (st) return st;
     for (size_t i = 0; i < n;) {
         int32_t cp;
-        size_t bad, l = utf8_next(s + i, n - i, &cp, &bad);
+        size_t bad, l = qf_utf8_next(s + i, n - i, &cp, &bad);
         if (l) st = buf_add(out, s + i, l), i += l;
         else st = buf_add(out, repl, 3), i += bad;
         if (st) return st;

@@ -183,12 +183,11 @@ qf_status qf_captioner_run_file(qf_captioner *c, const char *path, const char *p
                                 const qf_gen_params *p, qf_caption *out) {
     memset(out, 0, sizeof *out);
     const int S = c->pp.height;
-    if (c->pp.width != S || S != qf_blip2_image_size(c->model))
-        return qf_errorf(QF_ERR_FORMAT, "preprocessor size %dx%d differs from the vision image_size %d",
-                         c->pp.width, c->pp.height, qf_blip2_image_size(c->model));
+    qf_status s = qf_img_preproc_check(&c->pp, qf_blip2_image_size(c->model), NULL);
+    if (s) return s;
     float *pixels = qf_malloc((size_t)3 * S * S * sizeof *pixels);
     if (!pixels) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-    qf_status s = qf_img_load_pixels(path, &c->pp, NULL, pixels, NULL, NULL, NULL);
+    s = qf_img_load_pixels(path, &c->pp, NULL, pixels, NULL, NULL, NULL);
     if (!s) s = qf_captioner_run_pixels(c, pixels, prompt, p, out);
     qf_free(pixels);
     return s;

@@ -4,8 +4,9 @@
  * features -> Q-Former -> language_projection -> OPT or Flan-T5 generate ->
  * ids and text.
  *
- * A qf_captioner owns its model, tokenizer and one decoding state: use one
- * per thread. */
+ * A qf_captioner owns its model, tokenizer, a model state and its vision /
+ * query buffers; each run makes its own OPT cache. Calls on one captioner
+ * share those: use one captioner per thread. */
 #ifndef QF_CAPTION_H
 #define QF_CAPTION_H
 

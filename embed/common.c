@@ -1,6 +1,9 @@
 /* common.c - error text, logging sink and allocation seam (see common.h).
- * The only global mutable state of the library lives here: the log sink and
- * the fault-injection counter; the error text is thread-local. */
+ * Global mutable state here: the log sink and the fault-injection counter;
+ * the error text is thread-local. Elsewhere, each behind its module: the
+ * CPU thread pool and core detection (kernels_cpu.c), the portable-kernel
+ * switch (matvec.c), the oneDNN engine (gemm_dnnl.c, created once) and the
+ * MPI rank/size (mpi/driver.c). */
 #include "common.h"
 
 #include <errno.h>
@@ -8,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -160,4 +164,46 @@ const char *qf_format_bytes(double v, char *buf, size_t cap) {
 void qf_assert_fail(const char *expr, const char *file, int line) {
     fprintf(stderr, "qformer: internal error: %s:%d: assertion '%s' failed\n", file, line, expr);
     abort();
+}
+
+double qf_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+size_t qf_utf8_next(const uint8_t *s, size_t n, int32_t *cp, size_t *bad) {
+    uint8_t b = s[0];
+    if (b < 0x80) { *cp = b; return 1; }
+    int need;
+    uint8_t lo = 0x80, hi = 0xBF;
+    int32_t v;
+    if (b >= 0xC2 && b <= 0xDF)      { need = 1; v = b & 0x1F; }
+    else if (b == 0xE0)              { need = 2; v = b & 0x0F; lo = 0xA0; }
+    else if (b >= 0xE1 && b <= 0xEC) { need = 2; v = b & 0x0F; }
+    else if (b == 0xED)              { need = 2; v = b & 0x0F; hi = 0x9F; }
+    else if (b >= 0xEE && b <= 0xEF) { need = 2; v = b & 0x0F; }
+    else if (b == 0xF0)              { need = 3; v = b & 0x07; lo = 0x90; }
+    else if (b >= 0xF1 && b <= 0xF3) { need = 3; v = b & 0x07; }
+    else if (b == 0xF4)              { need = 3; v = b & 0x07; hi = 0x8F; }
+    else { *bad = 1; return 0; }
+    size_t j = 1;
+    for (int k = 0; k < need; k++, j++) {
+        if (j >= n || s[j] < lo || s[j] > hi) { *bad = j; return 0; }
+        v = (v << 6) | (s[j] & 0x3F);
+        lo = 0x80; hi = 0xBF;
+    }
+    *cp = v;
+    return j;
+}
+
+
+size_t qf_utf8_len(const char *str) {
+    const uint8_t *s = (const uint8_t *)str;
+    if (!s[0]) return 1;
+    size_t n = 1;
+    while (n < 4 && s[n]) n++;
+    int32_t cp;
+    size_t bad;
+    return qf_utf8_next(s, n, &cp, &bad);
 }

@@ -66,6 +66,19 @@ void qf_alloc_fail_after(long n);
  * qf_free). Refuses files larger than max_bytes with QF_ERR_LIMIT. */
 qf_status qf_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);
 
+/* UTF-8 by Python's strict rules (no overlong forms, no surrogates, nothing
+ * above U+10FFFF): the one decoder of the tokenizers, reports and export.
+ * qf_utf8_next decodes the sequence at s[0..n): its length (1-4) and *cp
+ * when valid; otherwise 0 and *bad = the maximal subpart (the bytes
+ * Python's decoder turns into one U+FFFD), at least 1. qf_utf8_len is the
+ * length of the valid sequence at NUL-terminated s (a NUL counts 1), 0 if
+ * none starts there; it never reads past the NUL. */
+size_t qf_utf8_next(const uint8_t *s, size_t n, int32_t *cp, size_t *bad);
+size_t qf_utf8_len(const char *s);
+
+/* Seconds on the monotonic clock (for durations only). */
+double qf_now(void);
+
 /* "1.50 GB", "12.3 MB", "4.1 kB", "17 B": a byte count in decimal units, as
  * download tools and `df -H` print them. Returns buf. */
 const char *qf_format_bytes(double bytes, char *buf, size_t cap);

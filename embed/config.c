@@ -236,3 +236,22 @@ qf_status qf_config_load(const char *path, qf_blip2_config *c) {
     }
     return QF_OK;
 }
+
+const qf_blip2_config qf_blip2_fullsize = {
+    .model_type = "blip-2", .architecture = "bench", .text_model_type = "opt",
+    .num_query_tokens = 32, .image_text_hidden_size = 256, .image_token_index = -1,
+    .vision = { .hidden_size = 1408, .intermediate_size = 6144, .num_hidden_layers = 39,
+                .num_attention_heads = 16, .image_size = 224, .patch_size = 14,
+                .layer_norm_eps = 1e-6f, .qkv_bias = 1 },
+    .qformer = { .vocab_size = 30523, .hidden_size = 768, .num_hidden_layers = 12,
+                 .num_attention_heads = 12, .intermediate_size = 3072,
+                 .max_position_embeddings = 512, .layer_norm_eps = 1e-12f,
+                 .cross_attention_frequency = 2, .encoder_hidden_size = 1408,
+                 .use_qformer_text_input = 1 },
+    .text = { .present = 1, .vocab_size = 50272, .hidden_size = 2560, .num_hidden_layers = 32,
+              .num_attention_heads = 32, .ffn_dim = 10240, .max_position_embeddings = 2048,
+              .word_embed_proj_dim = 2560, .do_layer_norm_before = 1,
+              .remove_final_layer_norm = 0, .enable_bias = 1, .relu = 1,
+              .bos_token_id = 2, .eos_token_id = 50118, .pad_token_id = 1,
+              .tie_word_embeddings = 1 },
+};

@@ -84,6 +84,11 @@ typedef struct {
     qf_t5_config      t5;                 /* present when it is "t5"          */
 } qf_blip2_config;
 
+/* The full-size model's configuration (Salesforce/blip2-itm-vit-g's ViT-g
+ * and Q-Former with blip2-opt-2.7b's OPT): the one description `qformer
+ * bench` and bench/gen_checkpoint build their random checkpoints from. */
+extern const qf_blip2_config qf_blip2_fullsize;
+
 /* Reads `<model_dir>/config.json` (or a path to the json file itself). */
 qf_status qf_config_load(const char *path, qf_blip2_config *out);
 

@@ -7,12 +7,13 @@
  * transfer writes it, so two pulls of one repo cannot interleave bytes. */
 #include "hub.h"
 
+#include "embed/digest.h"
+
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,12 +33,6 @@
 static const char *env(const char *name) {
     const char *v = getenv(name);
     return v && v[0] ? v : NULL;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -299,7 +294,7 @@ typedef struct {
     int64_t   start_have;       /* bytes in the file when the transfer began */
     int       body_started;     /* first body byte of this response seen  */
     int64_t   range_start;      /* Content-Range start of a 206, else -1  */
-    EVP_MD_CTX *md;             /* digest over the whole file, or NULL    */
+    qf_digest *md;              /* digest over the whole file, or NULL    */
     const remote_file *rf;
     /* progress */
     double    t0, last_report;
@@ -309,18 +304,12 @@ typedef struct {
 
 static qf_status digest_reset(xfer *x) {
     if (!x->md) return QF_OK;
-    if (x->rf->sha256[0]) {
-        if (EVP_DigestInit_ex(x->md, EVP_sha256(), NULL) != 1)
-            return qf_errorf(QF_ERR_UNSUPPORTED, "OpenSSL: SHA-256 unavailable");
-    } else {
-        /* git blob id = SHA-1("blob <size>\0" + content) */
-        char hdr[48];
-        int k = snprintf(hdr, sizeof hdr, "blob %lld", (long long)x->rf->size);
-        if (EVP_DigestInit_ex(x->md, EVP_sha1(), NULL) != 1 ||
-            EVP_DigestUpdate(x->md, hdr, (size_t)k + 1) != 1)
-            return qf_errorf(QF_ERR_UNSUPPORTED, "OpenSSL: SHA-1 unavailable");
-    }
-    return QF_OK;
+    if (x->rf->sha256[0]) return qf_digest_reset(x->md, QF_DIGEST_SHA256);
+    /* git blob id = SHA-1("blob <size>\0" + content) */
+    char hdr[48];
+    int k = snprintf(hdr, sizeof hdr, "blob %lld", (long long)x->rf->size);
+    qf_status s = qf_digest_reset(x->md, QF_DIGEST_SHA1);
+    return s ? s : qf_digest_update(x->md, hdr, (size_t)k + 1);
 }
 
 static size_t on_header(char *buf, size_t size, size_t nitems, void *user) {
@@ -399,7 +388,7 @@ static size_t on_body(char *buf, size_t size, size_t nmemb, void *user) {
         }
         off += (size_t)w;
     }
-    if (x->md && EVP_DigestUpdate(x->md, buf, len) != 1) { x->io_errno = EIO; return 0; }
+    if (x->md && qf_digest_update(x->md, buf, len)) { x->io_errno = EIO; return 0; }
     x->have += (int64_t)len;
     return len;
 }
@@ -418,7 +407,7 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
     xfer *x = user;
     (void)dltotal; (void)dlnow; (void)ultotal; (void)ulnow;
     if (!x->prog || !x->opt->progress) return 0;
-    double t = now_s();
+    double t = qf_now();
     if (t - x->last_report < 0.1) return 0;
     x->last_report = t;
     int64_t before = x->prog->all_done - x->prog->done;   /* other files' bytes */
@@ -632,31 +621,6 @@ fail:
 
 /* ---- one file ------------------------------------------------------------------ */
 
-/* Hashes the first `len` bytes already in fd into x->md. */
-static qf_status hash_prefix(xfer *x, const char *path, int64_t len) {
-    enum { CHUNK = 1 << 20 };
-    unsigned char *buf = qf_malloc(CHUNK);
-    if (!buf) return qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
-    int64_t off = 0;
-    while (off < len) {
-        size_t want = len - off < CHUNK ? (size_t)(len - off) : CHUNK;
-        ssize_t r = pread(x->fd, buf, want, (off_t)off);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            qf_free(buf);
-            return qf_errorf(QF_ERR_IO, "%s: cannot read the partial download: %s", path,
-                             r < 0 ? strerror(errno) : "unexpected end of file");
-        }
-        if (EVP_DigestUpdate(x->md, buf, (size_t)r) != 1) {
-            qf_free(buf);
-            return qf_errorf(QF_ERR_UNSUPPORTED, "OpenSSL digest failed");
-        }
-        off += r;
-    }
-    qf_free(buf);
-    return QF_OK;
-}
-
 static void sleep_s(double s) {
     struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
@@ -706,8 +670,7 @@ static qf_status fetch_file(hub *h, const qf_hub_options *opt, const remote_file
         return s;
     }
     if (f->sha256[0] || f->blob_id[0]) {
-        if (!(x.md = EVP_MD_CTX_new())) { s = qf_errorf(QF_ERR_NOMEM, "OpenSSL: out of memory"); goto fail; }
-        if ((s = digest_reset(&x))) goto fail;
+        if ((s = qf_digest_init(QF_DIGEST_SHA256, &x.md)) || (s = digest_reset(&x))) goto fail;
     }
     if (fstat(x.fd, &sb) != 0) { s = qf_errorf(QF_ERR_IO, "%s: %s", part, strerror(errno)); goto fail; }
     x.have = sb.st_size;
@@ -715,7 +678,7 @@ static qf_status fetch_file(hub *h, const qf_hub_options *opt, const remote_file
         if (ftruncate(x.fd, 0) != 0) { s = qf_errorf(QF_ERR_IO, "%s: %s", part, strerror(errno)); goto fail; }
         x.have = 0;
     }
-    if (x.have > 0 && x.md && (s = hash_prefix(&x, part, x.have))) goto fail;
+    if (x.have > 0 && x.md && (s = qf_digest_update_fd(x.md, x.fd, x.have, part))) goto fail;
     if (lseek(x.fd, (off_t)x.have, SEEK_SET) < 0) { s = qf_errorf(QF_ERR_IO, "%s: %s", part, strerror(errno)); goto fail; }
 
     int restarted = 0;
@@ -728,7 +691,7 @@ static qf_status fetch_file(hub *h, const qf_hub_options *opt, const remote_file
         p->bytes_per_s = 0;
         p->eta_s = -1;
         emit(opt, p, QF_HUB_EV_START);
-        x.t0 = x.last_report = now_s();
+        x.t0 = x.last_report = qf_now();
         x.io_errno = 0;
         CURLcode rc = do_get(h, url, &x, x.have, errbuf);
         if (x.io_errno) {
@@ -782,11 +745,8 @@ static qf_status fetch_file(hub *h, const qf_hub_options *opt, const remote_file
 
     /* verify */
     if (x.md) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int md_len = 0;
-        char got[2 * EVP_MAX_MD_SIZE + 1];
-        if (EVP_DigestFinal_ex(x.md, md, &md_len) != 1) { s = qf_errorf(QF_ERR_UNSUPPORTED, "OpenSSL digest failed"); goto fail; }
-        for (unsigned i = 0; i < md_len; i++) snprintf(got + 2 * i, 3, "%02x", md[i]);
+        char got[65];
+        if ((s = qf_digest_hex(x.md, got))) goto fail;
         const char *want = f->sha256[0] ? f->sha256 : f->blob_id;
         if (strcmp(got, want)) {
             s = qf_errorf(QF_ERR_FORMAT, "%s: %s mismatch: expected %s, got %s; the corrupted download "
@@ -801,8 +761,8 @@ static qf_status fetch_file(hub *h, const qf_hub_options *opt, const remote_file
         goto fail;
     }
     close(x.fd);
-    EVP_MD_CTX_free(x.md);
-    fill_speed(&x, now_s(), 1);
+    qf_digest_free(x.md);
+    fill_speed(&x, qf_now(), 1);
     p->all_done = files_before + x.have;
     emit(opt, p, QF_HUB_EV_DONE);
     return QF_OK;
@@ -814,7 +774,7 @@ fail:
     if (x.fd >= 0 && fstat(x.fd, &sb) == 0 && sb.st_size == 0) unlink(part);
 out:
     if (x.fd >= 0) close(x.fd);
-    EVP_MD_CTX_free(x.md);
+    qf_digest_free(x.md);
     qf_free(x.mem);
     return s;
 }

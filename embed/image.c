@@ -802,6 +802,12 @@ qf_status qf_img_preproc_parse(const char *json, size_t n, const char *name,
     return st;
 }
 
+qf_status qf_img_preproc_check(const qf_img_preproc *pp, int image_size, const char *model_dir) {
+    if (pp->height == image_size && pp->width == image_size) return QF_OK;
+    return qf_errorf(QF_ERR_FORMAT, "%s%spreprocessor size %dx%d differs from vision_config.image_size %d",
+                     model_dir ? model_dir : "", model_dir ? ": " : "", pp->width, pp->height, image_size);
+}
+
 qf_status qf_img_preproc_load(const char *model_dir, qf_img_preproc *out) {
     qf_img_preproc_default(out);
     char path[4096];

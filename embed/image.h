@@ -86,6 +86,9 @@ void qf_img_preproc_default(qf_img_preproc *p);
  * {"shortest_edge"} (which BlipImageProcessor rejects too) and resample
  * filters other than BICUBIC give QF_ERR_UNSUPPORTED. */
 qf_status qf_img_preproc_load(const char *model_dir, qf_img_preproc *out);
+/* QF_ERR_FORMAT unless the preprocessor makes square images of the vision
+ * model's `image_size`; `model_dir` (may be NULL) prefixes the message. */
+qf_status qf_img_preproc_check(const qf_img_preproc *pp, int image_size, const char *model_dir);
 /* Same from JSON text (`name` is used in error messages). */
 qf_status qf_img_preproc_parse(const char *json, size_t n, const char *name,
                                qf_img_preproc *out);

@@ -353,35 +353,46 @@ static void attn_run(void *ctx, int t) {
     attn_task_avx512(a, h, i0, i1, kt, sc);
 }
 
-int qf_cpu_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
-                     const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
-                     float scale, const float *mask, int causal, int pos0) {
-    if (!__builtin_cpu_supports("avx512f") || Lq <= 0 || Lk <= 0) return 0;
-    attn_job a = { out, Q, K, V, mask, ldo, ldq, ldk, ldv, Lq, Lk, d_head, causal, pos0, 0, 0, scale,
-                   NULL, (Lk + 15) & ~15 };
+/* Threads the kernel would use for this work (before the scratch limit). */
+static int attn_threads(int Lq, int Lk, int n_head, int d_head, int *row_blk) {
     int T = 4.0 * Lq * Lk * d_head * n_head >= 2e5 ? qf_cpu_threads() : 1;   /* ~50 us of work */
     /* split query rows only when there are too few heads to share out */
-    a.row_blk = n_head >= 2 * T || Lq <= 64 ? Lq : 64;
-    a.n_rblk = (Lq + a.row_blk - 1) / a.row_blk;
-    int n_task = n_head * a.n_rblk;
+    int rb = n_head >= 2 * T || Lq <= 64 ? Lq : 64;
+    int n_task = n_head * ((Lq + rb - 1) / rb);
     if (T > n_task) T = n_task;
     if (T > 64) T = 64;
+    if (row_blk) *row_blk = rb;
+    return T;
+}
+
+size_t qf_cpu_attention_scratch(int Lq, int Lk, int n_head, int d_head) {
+    if (!__builtin_cpu_supports("avx512f") || Lq <= 0 || Lk <= 0) return 0;
+    size_t slot = (size_t)(d_head + RB) * (size_t)((Lk + 15) & ~15);
+    return (size_t)attn_threads(Lq, Lk, n_head, d_head, NULL) * slot + 16;   /* + 16: 64-byte alignment */
+}
+
+int qf_cpu_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
+                     const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
+                     float scale, const float *mask, int causal, int pos0, float *scratch, size_t n_scratch) {
+    if (!__builtin_cpu_supports("avx512f") || Lq <= 0 || Lk <= 0 || !scratch) return 0;
+    attn_job a = { out, Q, K, V, mask, ldo, ldq, ldk, ldv, Lq, Lk, d_head, causal, pos0, 0, 0, scale,
+                   NULL, (Lk + 15) & ~15 };
+    int T = attn_threads(Lq, Lk, n_head, d_head, &a.row_blk);
+    a.n_rblk = (Lq + a.row_blk - 1) / a.row_blk;
+    int n_task = n_head * a.n_rblk;
+    /* one (d + RB) x Lkp block per thread, from the caller's scratch (64-byte
+     * aligned: the kernel uses aligned loads); fewer threads when it holds
+     * fewer blocks, none: the caller takes the BLAS path */
+    size_t floats = (size_t)(d_head + RB) * a.Lkp, skip = (size_t)((-(uintptr_t)scratch / sizeof(float)) & 15);
+    if (((uintptr_t)scratch & 3) || n_scratch < skip + floats) return 0;
+    if ((size_t)T > (n_scratch - skip) / floats) T = (int)((n_scratch - skip) / floats);
     float *slots[64];
-    size_t floats = (size_t)(d_head + RB) * a.Lkp;
-    for (int i = 0; i < T; i++) {
-        void *p = NULL;
-        if (posix_memalign(&p, 64, floats * sizeof(float)) != 0) {
-            for (int k = 0; k < i; k++) free(slots[k]);
-            return 0;                               /* caller takes the BLAS path */
-        }
-        slots[i] = p;
-    }
+    for (int i = 0; i < T; i++) slots[i] = scratch + skip + (size_t)i * floats;
     a.scratch = slots;
     attn_ctx c = { &a, T, 0 };
     int saved = attn_slot;
     attn_slot = -1;
     qf_cpu_parallel(T, attn_run, &c, n_task);
     attn_slot = saved;
-    for (int i = 0; i < T; i++) free(slots[i]);
     return 1;
 }

@@ -9,8 +9,10 @@
 #ifndef QF_KERNELS_CPU_H
 #define QF_KERNELS_CPU_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* OpenBLAS 0.3.21 built with DYNAMIC_ARCH does not know recent Intel models
  * (e.g. family 6 model 207) and falls back to its SSE3 "Prescott" kernels,
@@ -32,8 +34,60 @@ void qf_cpu_gelu(float *x, size_t n);
  * float32; y is [R, N], x is [R, K]. */
 void qf_cpu_matvec(float *y, const float *x, int R, int K, const float *W, const float *b, int N);
 
-/* BF16 (the upper 16 bits of a float32): conversion with round to nearest
- * even (NaN kept), and back (exact). */
+/* ---- 16-bit float formats: the one home of these conversions (weights,
+ * the store's F16 vision cache, the bench checkpoints). Inline: they sit in
+ * the loops that upcast tensors. */
+
+/* float32 -> BF16 bits, round to nearest even; NaN stays (quiet) NaN. */
+static inline uint16_t qf_cpu_bf16_of(float f) {
+    uint32_t b;
+    memcpy(&b, &f, 4);
+    if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) return (uint16_t)((b >> 16) | 0x40u);
+    return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+
+/* float32 -> IEEE binary16 bits, round to nearest even (subnormals
+ * included); beyond the range -> inf, NaN stays (quiet) NaN. */
+static inline uint16_t qf_cpu_half_of(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return sign | 0x7e00;                 /* NaN               */
+    if (ax >= 0x47800000u) return sign | 0x7c00;                /* >= 65536 or inf   */
+    if (ax < 0x38800000u) {                                     /* below 2^-14: subnormal */
+        float a;
+        memcpy(&a, &ax, 4);
+        return sign | (uint16_t)nearbyintf(a * 16777216.0f);    /* units of 2^-24, RNE */
+    }
+    uint32_t h = ((ax >> 23) - 112) << 10 | ((ax >> 13) & 0x3ff);  /* 112 = 127 - 15 */
+    uint32_t rem = ax & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;        /* may carry into inf: right */
+    return sign | (uint16_t)h;
+}
+
+/* IEEE binary16 bits -> float32, exact for every input: normals rebias the
+ * exponent, subnormals are m * 2^-24 (exact in float), inf/NaN keep their
+ * payload. */
+static inline float qf_cpu_float_of_half(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    float f;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else if (exp == 0) {
+        f = (float)man * 0x1p-24f;
+        memcpy(&bits, &f, 4);
+        bits |= sign;
+    } else {
+        bits = sign | ((exp + (127 - 15)) << 23) | (man << 13);
+    }
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* BF16 (the upper 16 bits of a float32) arrays: conversion with round to
+ * nearest even (NaN kept), and back (exact). */
 void qf_cpu_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 void qf_cpu_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 /* dst = src rounded to BF16 and back (the float32 value of its BF16). */
@@ -79,10 +133,15 @@ void qf_cpu_parallel(int n_threads, void (*fn)(void *ctx, int task), void *ctx, 
  * heads (and 64-row blocks of queries) in parallel on qf_cpu_threads()
  * threads when the work is large enough. Every output element is computed
  * by one thread in a fixed order: results do not depend on the thread count.
- * Returns 0 without touching `out` when the CPU lacks AVX-512F or scratch
- * memory cannot be allocated (the caller then uses its BLAS path). */
+ * Scratch comes from the caller (an arena): one block per thread, so a
+ * smaller `scratch` [n_scratch floats] means fewer threads. Returns 0
+ * without touching `out` when the CPU lacks AVX-512F or scratch holds no
+ * block (the caller then uses its BLAS path). */
 int qf_cpu_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
                      const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
-                     float scale, const float *mask, int causal, int pos0);
+                     float scale, const float *mask, int causal, int pos0, float *scratch, size_t n_scratch);
+/* Floats of scratch qf_cpu_attention uses at qf_cpu_threads() threads (0
+ * without AVX-512F). */
+size_t qf_cpu_attention_scratch(int Lq, int Lk, int n_head, int d_head);
 
 #endif

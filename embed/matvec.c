@@ -69,18 +69,8 @@ static void mv_f32_c(float *y, const float *x, int R, int K, const float *W, con
 
 /* ---- BF16 ---------------------------------------------------------------------- */
 
-/* float32 bits -> BF16 bits, round to nearest even; NaN stays (quiet) NaN. */
-static inline uint16_t bf16_bits(uint32_t b) {
-    if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) return (uint16_t)((b >> 16) | 0x40u);
-    return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
-}
-
 void qf_cpu_f32_to_bf16(uint16_t *restrict dst, const float *restrict src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &src[i], 4);
-        dst[i] = bf16_bits(b);
-    }
+    for (size_t i = 0; i < n; i++) dst[i] = qf_cpu_bf16_of(src[i]);
 }
 
 void qf_cpu_bf16_to_f32(float *restrict dst, const uint16_t *restrict src, size_t n) {
@@ -92,9 +82,7 @@ void qf_cpu_bf16_to_f32(float *restrict dst, const uint16_t *restrict src, size_
 
 void qf_cpu_round_bf16(float *restrict dst, const float *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, &src[i], 4);
-        b = (uint32_t)bf16_bits(b) << 16;
+        uint32_t b = (uint32_t)qf_cpu_bf16_of(src[i]) << 16;
         memcpy(&dst[i], &b, 4);
     }
 }

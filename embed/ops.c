@@ -83,12 +83,19 @@ void qf_l2_normalize(float *x, int rows, int dim) {
     }
 }
 
+size_t qf_attention_scratch(int Lq, int Lk, int n_head, int d_head) {
+    size_t blas = (size_t)Lq * Lk, cpu = qf_cpu_attention_scratch(Lq, Lk, n_head, d_head);
+    return blas > cpu ? blas : cpu;
+}
+
 void qf_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
                   const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
-                  float scale, const float *mask, int causal, int pos0, float *scratch) {
+                  float scale, const float *mask, int causal, int pos0, float *scratch, size_t n_scratch) {
     /* AVX-512 kernel, heads in parallel (kernels_cpu.c); below, the portable path */
-    if (qf_cpu_attention(out, ldo, Q, ldq, K, ldk, V, ldv, Lq, Lk, n_head, d_head, scale, mask, causal, pos0))
+    if (qf_cpu_attention(out, ldo, Q, ldq, K, ldk, V, ldv, Lq, Lk, n_head, d_head, scale, mask, causal, pos0,
+                         scratch, n_scratch))
         return;
+    QF_ASSERT(n_scratch >= (size_t)Lq * Lk);
     for (int h = 0; h < n_head; h++) {
         const float *q = Q + h * d_head, *k = K + h * d_head, *v = V + h * d_head;
         /* scores = q @ k^T   [Lq, Lk] */

@@ -4,7 +4,11 @@
  *   qf_gemm: C[M,N] = A[M,K] @ op(B) + beta * C,
  *            op(B) = B^T when B is stored [N,K] (trans_b = 1, the layout of a
  *            PyTorch nn.Linear weight), B when stored [K,N] (trans_b = 0).
- * Every matrix product of the project goes through qf_gemm. */
+ * Matrix products of many rows go through qf_gemm (OpenBLAS). The
+ * exceptions, each with its own kernel and the same row-major [N,K] weight
+ * convention: decode steps of a few rows (qf_cpu_matvec*, kernels_cpu.h),
+ * int8 weights (qf_cpu_*_i8), the ViT's BF16 oneDNN engine (gemm_dnnl.h)
+ * and the AVX-512 attention kernel. */
 #ifndef QF_OPS_H
 #define QF_OPS_H
 
@@ -34,10 +38,13 @@ void qf_l2_normalize(float *x, int rows, int dim);       /* F.normalize(x, dim=-
  * Q is [Lq, ldq] with head h at columns h*d..; K, V likewise [Lk, ld*].
  * mask: NULL, or additive [Lk] (same for every query row), or when
  * causal != 0 a causal mask with query i at absolute position pos0 + i.
- * scratch needs Lq*Lk floats. */
+ * scratch [n_scratch floats] is the caller's (an arena: nothing is
+ * allocated here); qf_attention_scratch() floats let every path run at full
+ * width, at least Lq*Lk are required. */
 void qf_attention(float *out, int ldo, const float *Q, int ldq, const float *K, int ldk,
                   const float *V, int ldv, int Lq, int Lk, int n_head, int d_head,
-                  float scale, const float *mask, int causal, int pos0, float *scratch);
+                  float scale, const float *mask, int causal, int pos0, float *scratch, size_t n_scratch);
+size_t qf_attention_scratch(int Lq, int Lk, int n_head, int d_head);
 
 /* Activation arena: one block sized once, bump-allocated, reset every pass. */
 typedef struct {

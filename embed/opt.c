@@ -222,7 +222,8 @@ qf_status qf_opt_cache_init(const qf_opt *m, int n_seq, int max_len, qf_opt_cach
     if (!s) s = qf_wmat_scratch_init(&c->ws, m->wtype, m->cfg.ffn_dim > c->D ? m->cfg.ffn_dim : c->D);
     /* activations: rows = max(max_len, n_seq) */
     size_t rows = (size_t)(max_len > n_seq ? max_len : n_seq), D = c->D, F = m->cfg.ffn_dim;
-    size_t floats = rows * (6 * D + F) + rows * max_len + 4096;
+    int H = m->cfg.num_attention_heads;
+    size_t floats = rows * (6 * D + F) + qf_attention_scratch((int)rows, max_len, H, (int)D / H) + 4096;
     if (!s) s = qf_arena_init(&c->arena, floats * sizeof(float));
     if (s) { qf_opt_cache_free(c); return s; }
     *out = c;
@@ -277,11 +278,12 @@ static qf_status decoder_rows(const qf_opt *m, qf_opt_cache *c, float *x, int R,
     const float scale = 1.0f / sqrtf((float)dh);
     qf_status st;
     float *t, *q, *ctx, *ffn, *scores;
+    const size_t n_scores = qf_attention_scratch(R, c->max_len, H, dh);
     if ((st = qf_arena_floats(&c->arena, (size_t)R * D, &t)) ||
         (st = qf_arena_floats(&c->arena, (size_t)R * D, &q)) ||
         (st = qf_arena_floats(&c->arena, (size_t)R * D, &ctx)) ||
         (st = qf_arena_floats(&c->arena, (size_t)R * F, &ffn)) ||
-        (st = qf_arena_floats(&c->arena, (size_t)R * c->max_len, &scores)))
+        (st = qf_arena_floats(&c->arena, n_scores, &scores)))
         return st;
     /* x = inputs_embeds + embed_positions(position + 2) */
     for (int r = 0; r < R; r++) qf_add(x + (size_t)r * D, m->pos + (size_t)(pos_of[r] + 2) * D, (size_t)D);
@@ -301,7 +303,7 @@ static qf_status decoder_rows(const qf_opt *m, qf_opt_cache *c, float *x, int R,
             lin(c, kv_at(c, c->v, l, s, pos_of[r0]), t + (size_t)r0 * D, r1 - r0, D, &L->v, L->v_b, D);
             int Lk = pos_of[r1 - 1] + 1;
             qf_attention(ctx + (size_t)r0 * D, D, q + (size_t)r0 * D, D, kv_at(c, c->k, l, s, 0), D,
-                         kv_at(c, c->v, l, s, 0), D, r1 - r0, Lk, H, dh, 1.0f, NULL, 1, pos_of[r0], scores);
+                         kv_at(c, c->v, l, s, 0), D, r1 - r0, Lk, H, dh, 1.0f, NULL, 1, pos_of[r0], scores, n_scores);
             r0 = r1;
         }
         lin(c, t, ctx, R, D, &L->o, L->o_b, D);

@@ -6,6 +6,8 @@
  * the headers, never the payload pages. */
 #include "embed/safetensors.h"
 
+#include "embed/kernels_cpu.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -663,33 +665,13 @@ static qf_status check_shape(const qf_st_tensor *t, int n_dim, const int64_t *sh
     return qf_errorf(QF_ERR_SHAPE, "%s: tensor '%s' is %s, expected %s", t->file, t->name, got, want);
 }
 
-/* IEEE binary16 -> binary32, exact for every input: normals rebias the
- * exponent, subnormals are m * 2^-24 (exact in float), inf/NaN keep their
- * payload. */
-static inline float half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-    float f;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else if (exp == 0) {
-        f = (float)man * 0x1p-24f;
-        memcpy(&bits, &f, 4);
-        bits |= sign;
-    } else {
-        bits = sign | ((exp + (127 - 15)) << 23) | (man << 13);
-    }
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Elements [i0, i0 + n) of an F16/BF16 tensor as float32. */
 static void upcast_range(const qf_st_tensor *t, int64_t i0, int64_t n, float *restrict dst) {
     const uint8_t *restrict src = (const uint8_t *)t->data + 2 * i0;
     if (t->dtype == QF_DT_F16) {
         #pragma omp parallel for schedule(static) if (n >= UPCAST_PAR_MIN)
         for (int64_t i = 0; i < n; i++)
-            dst[i] = half_to_float((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
+            dst[i] = qf_cpu_float_of_half((uint16_t)(src[2 * i] | (src[2 * i + 1] << 8)));
     } else {
         #pragma omp parallel for schedule(static) if (n >= UPCAST_PAR_MIN)
         for (int64_t i = 0; i < n; i++) {
@@ -841,6 +823,66 @@ static qf_status check_item(const char *path, const qf_st_item *it, size_t k, ui
     return QF_OK;
 }
 
+/* The JSON header of qf_st_write into `root`: "__metadata__" from the
+ * key/value list, then one entry per item (dtype, shape, data_offsets). */
+static qf_status header_json(json_t *root, const char *path, const qf_st_item *items, size_t n_items,
+                             const char *const *metadata_kv, const uint64_t *bytes, const uint64_t *offs) {
+    qf_status s = QF_OK;
+    if (metadata_kv && metadata_kv[0]) {
+        json_t *meta = json_object();
+        if (!meta || json_object_set_new(root, META_KEY, meta) != 0) {
+            s = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
+            return s;
+        }
+        for (size_t k = 0; metadata_kv[k]; k += 2) {
+            const char *key = metadata_kv[k], *v = metadata_kv[k + 1];
+            if (!v) {
+                s = qf_errorf(QF_ERR_ARG, "%s: metadata key '%s' has no value", path, key);
+                return s;
+            }
+            json_t *jv = json_string(v);
+            if (!jv) {
+                s = qf_errorf(QF_ERR_ARG, "%s: metadata '%s' is not valid UTF-8", path, key);
+                return s;
+            }
+            if (json_object_get(meta, key)) {
+                json_decref(jv);
+                s = qf_errorf(QF_ERR_ARG, "%s: metadata key '%s' given twice", path, key);
+                return s;
+            }
+            if (json_object_set_new(meta, key, jv) != 0) {      /* steals jv even on failure */
+                s = qf_errorf(QF_ERR_ARG, "%s: metadata key '%s' is not valid UTF-8", path, key);
+                return s;
+            }
+        }
+    }
+    for (size_t k = 0; k < n_items; k++) {
+        const qf_st_item *it = &items[k];
+        if (json_object_get(root, it->name)) {
+            s = qf_errorf(QF_ERR_ARG, "%s: tensor '%s' given twice", path, it->name);
+            return s;
+        }
+        json_t *shape = json_array();
+        json_t *e = json_pack("{s:s, s:o, s:[I, I]}", "dtype", dtypes[it->dtype].name, "shape", shape,
+                              "data_offsets", (json_int_t)offs[k], (json_int_t)(offs[k] + bytes[k]));
+        if (!e) {
+            s = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
+            return s;
+        }
+        for (int d = 0; d < it->n_dim; d++)
+            if (json_array_append_new(shape, json_integer((json_int_t)it->shape[d])) != 0) {
+                json_decref(e);
+                s = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
+                return s;
+            }
+        if (json_object_set_new(root, it->name, e) != 0) {     /* steals e even on failure */
+            s = qf_errorf(QF_ERR_ARG, "%s: tensor name '%s' is not valid UTF-8", path, it->name);
+            return s;
+        }
+    }
+    return QF_OK;
+}
+
 qf_status qf_st_write(const char *path, const qf_st_item *items, size_t n_items,
                       const char *const *metadata_kv) {
     if (!path || !path[0]) return qf_errorf(QF_ERR_ARG, "qf_st_write: empty path");
@@ -867,58 +909,7 @@ qf_status qf_st_write(const char *path, const qf_st_item *items, size_t n_items,
         for (size_t k = 0; k < n_items; k++)
             if (dtypes[items[k].dtype].size == width) { offs[k] = off; off += bytes[k]; }
 
-    if (metadata_kv && metadata_kv[0]) {
-        json_t *meta = json_object();
-        if (!meta || json_object_set_new(root, META_KEY, meta) != 0) {
-            s = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
-            goto fail;
-        }
-        for (size_t k = 0; metadata_kv[k]; k += 2) {
-            const char *key = metadata_kv[k], *v = metadata_kv[k + 1];
-            if (!v) {
-                s = qf_errorf(QF_ERR_ARG, "%s: metadata key '%s' has no value", path, key);
-                goto fail;
-            }
-            json_t *jv = json_string(v);
-            if (!jv) {
-                s = qf_errorf(QF_ERR_ARG, "%s: metadata '%s' is not valid UTF-8", path, key);
-                goto fail;
-            }
-            if (json_object_get(meta, key)) {
-                json_decref(jv);
-                s = qf_errorf(QF_ERR_ARG, "%s: metadata key '%s' given twice", path, key);
-                goto fail;
-            }
-            if (json_object_set_new(meta, key, jv) != 0) {      /* steals jv even on failure */
-                s = qf_errorf(QF_ERR_ARG, "%s: metadata key '%s' is not valid UTF-8", path, key);
-                goto fail;
-            }
-        }
-    }
-    for (size_t k = 0; k < n_items; k++) {
-        const qf_st_item *it = &items[k];
-        if (json_object_get(root, it->name)) {
-            s = qf_errorf(QF_ERR_ARG, "%s: tensor '%s' given twice", path, it->name);
-            goto fail;
-        }
-        json_t *shape = json_array();
-        json_t *e = json_pack("{s:s, s:o, s:[I, I]}", "dtype", dtypes[it->dtype].name, "shape", shape,
-                              "data_offsets", (json_int_t)offs[k], (json_int_t)(offs[k] + bytes[k]));
-        if (!e) {
-            s = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
-            goto fail;
-        }
-        for (int d = 0; d < it->n_dim; d++)
-            if (json_array_append_new(shape, json_integer((json_int_t)it->shape[d])) != 0) {
-                json_decref(e);
-                s = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path);
-                goto fail;
-            }
-        if (json_object_set_new(root, it->name, e) != 0) {     /* steals e even on failure */
-            s = qf_errorf(QF_ERR_ARG, "%s: tensor name '%s' is not valid UTF-8", path, it->name);
-            goto fail;
-        }
-    }
+    if ((s = header_json(root, path, items, n_items, metadata_kv, bytes, offs))) goto fail;
 
     size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
     size_t jlen = json_dumpb(root, NULL, 0, flags);

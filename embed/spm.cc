@@ -8,7 +8,6 @@
 
 #include <jansson.h>
 #include <sentencepiece_processor.h>
-#include <utf8proc.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -135,10 +134,10 @@ extern "C" qf_status qf_spm_encode(const qf_spm *t, const char *text, int add_eo
     *n = 0;
     const size_t len = std::strlen(text);
     for (size_t i = 0; i < len;) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &cp);
-        if (k <= 0) return qf_errorf(QF_ERR_FORMAT, "text is not valid UTF-8 at byte %zu", i);
-        i += (size_t)k;
+        int32_t cp;
+        size_t bad, k = qf_utf8_next((const uint8_t *)text + i, len - i, &cp, &bad);
+        if (!k) return qf_errorf(QF_ERR_FORMAT, "text is not valid UTF-8 at byte %zu", i);
+        i += k;
     }
     try {
         std::vector<int> all, part;

@@ -46,27 +46,11 @@ typedef struct {
     int64_t row;
 } jsonl_writer;
 
-size_t qf_export_utf8_len(const char *str) {
-    const unsigned char *s = (const unsigned char *)str;
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    if (c >= 0xc2 && c <= 0xdf) return (s[1] & 0xc0) == 0x80 ? 2 : 0;
-    if (c >= 0xe0 && c <= 0xef) {
-        unsigned lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
-        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xf0 && c <= 0xf4) {
-        unsigned lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
-        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80 ? 4 : 0;
-    }
-    return 0;
-}
-
 int qf_export_json_string(FILE *f, const char *str) {
     const unsigned char *s = (const unsigned char *)str;
     if (fputc('"', f) == EOF) return 0;
     while (*s) {
-        size_t n = qf_export_utf8_len((const char *)s);   /* never reads past the NUL */
+        size_t n = qf_utf8_len((const char *)s);   /* never reads past the NUL */
         if (n == 0) {
             fprintf(f, "\\udc%02x", *s++);
         } else if (*s == '"' || *s == '\\') {

@@ -31,9 +31,4 @@ qf_status qf_export_run(const char *db_path, const char *out_dir, qf_export_repo
  * or 0 on a write error. Shared with the search report (query/report.c). */
 int qf_export_json_string(FILE *f, const char *s);
 
-/* Length in bytes (1-4) of the valid UTF-8 sequence that starts at s, 0 if
- * s[0] does not start one (Python's strict rules: no overlong forms, no
- * surrogates, nothing above U+10FFFF). A NUL is a sequence of length 1. */
-size_t qf_export_utf8_len(const char *s);
-
 #endif

@@ -65,12 +65,6 @@ struct qf_indexer {
     double          t0;
 };
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Room for element n in the array at *(void **)arr of *cap elements of
  * `elem` bytes, doubling when full. */
 static qf_status reserve(void *arr, size_t *cap, size_t n, size_t elem) {
@@ -369,7 +363,7 @@ qf_status qf_indexer_open(const qf_index_opts *o, int ranks, qf_indexer **out) {
     if ((s = reconcile(ix))) goto fail;
     if ((s = qf_store_image_foreach(ix->st, QF_IMAGE_PENDING, enqueue, ix))) goto fail;
     ix->rep.queued = (long)ix->n_queue;
-    ix->t0 = now();
+    ix->t0 = qf_now();
     *out = ix;
     return QF_OK;
 fail:
@@ -470,7 +464,7 @@ qf_status qf_indexer_put(qf_indexer *ix, const qf_indexer_result *r) {
     if (ix->o.on_progress) {
         qf_index_progress p = {
             .done = ix->rep.embedded + ix->rep.failed, .total = (long)ix->n_queue, .failed = ix->rep.failed,
-            .elapsed = now() - ix->t0, .ranks = ix->ranks, .per_rank = ix->per_rank,
+            .elapsed = qf_now() - ix->t0, .ranks = ix->ranks, .per_rank = ix->per_rank,
         };
         p.rate = p.elapsed > 0 ? p.done / p.elapsed : 0;
         ix->o.on_progress(&p, ix->o.progress_user);
@@ -626,7 +620,7 @@ qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r) {
     }
 report:
     ix->rep.total_ok = (long)counts[QF_IMAGE_OK];
-    ix->rep.seconds = now() - ix->t0;
+    ix->rep.seconds = qf_now() - ix->t0;
     ix->rep.ranks = ix->ranks;
     *r = ix->rep;
     return QF_OK;

@@ -4,6 +4,7 @@
 #include "index/pipeline.h"
 
 #include "embed/blip2.h"
+#include "embed/digest.h"
 #include "embed/image.h"
 #include "index/store.h"
 
@@ -63,11 +64,7 @@ qf_status qf_pipeline_init(const char *model_dir, int keep_vision, int n_thr, qf
     if ((s = qf_blip2_load(model_dir, QF_BLIP2_ALL, &w->m)) || (s = qf_img_preproc_load(model_dir, &w->pp)))
         goto fail;
     int S = qf_blip2_image_size(w->m);
-    if (w->pp.height != S || w->pp.width != S) {
-        s = qf_errorf(QF_ERR_FORMAT, "%s: preprocessor size %dx%d differs from vision image_size %d",
-                      model_dir, w->pp.width, w->pp.height, S);
-        goto fail;
-    }
+    if ((s = qf_img_preproc_check(&w->pp, S, model_dir))) goto fail;
     size_t nv = (size_t)qf_blip2_n_vis(w->m) * qf_blip2_vis_dim(w->m);
     w->keep_vision = keep_vision;
     w->n_thr = n_thr;
@@ -96,16 +93,15 @@ static void embed_one(const qf_pipeline *w, slot *sl, int64_t id, const char *pa
     qf_img img = { 0 };
     struct stat sb;
     qf_status s;
-    /* A file swapped for a FIFO since the scan made fopen in qf_read_file
-     * block, and the run hang, for ever: only regular files are read. (A
-     * swap within this window still could; qf_read_file opening with
-     * O_NONBLOCK would close it.) */
+    /* Only regular files are read: a file swapped for a FIFO or a device
+     * since the scan gets a clear message (qf_read_file opens with
+     * O_NONBLOCK, so a FIFO swapped in after this check cannot hang it). */
     if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
         s = qf_errorf(QF_ERR_IO, "%s: not a regular file any more (replaced since the scan)", path);
     else
         s = qf_read_file(path, QF_IMG_DEFAULT_MAX_FILE_BYTES, &bytes, &n);
     if (!s) {
-        qf_store_hash_buf(bytes, n, hash);
+        qf_sha256_hex(bytes, n, hash);
         s = qf_img_decode_mem(bytes, n, path, NULL, &img);
     }
     qf_free(bytes);

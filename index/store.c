@@ -8,10 +8,11 @@
  * stale. Half floats of the vision cache are little-endian IEEE binary16. */
 #include "index/store.h"
 
+#include "embed/kernels_cpu.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -697,41 +698,6 @@ done:
 
 /* ---- half floats ---------------------------------------------------------------------------- */
 
-/* float32 -> IEEE binary16, round to nearest even; overflow -> inf, NaN kept. */
-static uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) return sign | 0x7e00;                 /* NaN               */
-    if (ax >= 0x47800000u) return sign | 0x7c00;                /* >= 65536 or inf   */
-    if (ax < 0x38800000u) {                                     /* below 2^-14: subnormal */
-        float a;
-        memcpy(&a, &ax, 4);
-        return sign | (uint16_t)nearbyintf(a * 16777216.0f);    /* units of 2^-24, RNE */
-    }
-    uint32_t h = ((ax >> 23) - 112) << 10 | ((ax >> 13) & 0x3ff);  /* 112 = 127 - 15 */
-    uint32_t rem = ax & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;        /* may carry into inf: right */
-    return sign | (uint16_t)h;
-}
-
-static float f16_to_f32(uint16_t h) {
-    uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff, x;
-    float f;
-    if (e == 0) {
-        f = ldexpf((float)m, -24);
-        memcpy(&x, &f, 4);
-    } else if (e == 31) {
-        x = 0x7f800000u | (m << 13);
-    } else {
-        x = ((e + 112) << 23) | (m << 13);
-    }
-    x |= (uint32_t)(h & 0x8000) << 16;
-    memcpy(&f, &x, 4);
-    return f;
-}
-
 /* ---- vision cache ----------------------------------------------------------------------------- */
 
 qf_status qf_store_vision_put(qf_store *st, int64_t image_id, int n_tok, int dim, const float *x) {
@@ -743,7 +709,7 @@ qf_status qf_store_vision_put(qf_store *st, int64_t image_id, int n_tok, int dim
     unsigned char *blob = qf_malloc(2 * n);
     if (!blob) return qf_errorf(QF_ERR_NOMEM, "%s: out of memory (vision cache)", st->path);
     for (size_t i = 0; i < n; i++) {
-        uint16_t h = f32_to_f16(x[i]);
+        uint16_t h = qf_cpu_half_of(x[i]);
         blob[2 * i] = (unsigned char)(h & 0xff);
         blob[2 * i + 1] = (unsigned char)(h >> 8);
     }
@@ -784,7 +750,7 @@ qf_status qf_store_vision_get(qf_store *st, int64_t image_id, float **x, int *n_
     float *out = qf_malloc(n * sizeof *out);
     if (!out) { rc = qf_errorf(QF_ERR_NOMEM, "%s: out of memory (vision cache)", st->path); goto done; }
     for (size_t i = 0; i < n; i++)
-        out[i] = f16_to_f32((uint16_t)(blob[2 * i] | blob[2 * i + 1] << 8));
+        out[i] = qf_cpu_float_of_half((uint16_t)(blob[2 * i] | blob[2 * i + 1] << 8));
     *x = out;
     *n_tok = nt;
     *dim = d;
@@ -827,60 +793,3 @@ qf_status qf_store_integrity_check(qf_store *st) {
     return QF_OK;
 }
 
-/* ---- SHA-256 (OpenSSL libcrypto, pkg-config module "libcrypto") ------------------------------ */
-
-static qf_status sha_begin(EVP_MD_CTX **ctx) {
-    *ctx = EVP_MD_CTX_new();
-    if (!*ctx || EVP_DigestInit_ex(*ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(*ctx);
-        *ctx = NULL;
-        return qf_errorf(QF_ERR_NOMEM, "SHA-256: cannot initialise the digest");
-    }
-    return QF_OK;
-}
-
-static qf_status sha_end(EVP_MD_CTX *ctx, char hex[65]) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || len != 32)
-        return qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    return QF_OK;
-}
-
-qf_status qf_store_hash_buf(const void *data, size_t n, char hex[65]) {
-    EVP_MD_CTX *ctx = NULL;
-    qf_status rc = sha_begin(&ctx);
-    if (rc != QF_OK) return rc;
-    if (n && EVP_DigestUpdate(ctx, data, n) != 1) rc = qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
-    if (rc == QF_OK) rc = sha_end(ctx, hex);
-    EVP_MD_CTX_free(ctx);
-    return rc;
-}
-
-qf_status qf_store_hash_file(const char *path, char hex[65]) {
-    qf_status rc;
-    EVP_MD_CTX *ctx = NULL;
-    unsigned char *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qf_errorf(QF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    enum { CHUNK = 1 << 20 };
-    if (!(buf = qf_malloc(CHUNK))) { rc = qf_errorf(QF_ERR_NOMEM, "%s: out of memory", path); goto done; }
-    if ((rc = sha_begin(&ctx)) != QF_OK) goto done;
-    for (;;) {
-        ssize_t got = read(fd, buf, CHUNK);
-        if (got < 0 && errno == EINTR) continue;
-        if (got < 0) { rc = qf_errorf(QF_ERR_IO, "%s: read: %s", path, strerror(errno)); goto done; }
-        if (got == 0) break;
-        if (EVP_DigestUpdate(ctx, buf, (size_t)got) != 1) {
-            rc = qf_errorf(QF_ERR_UNSUPPORTED, "SHA-256: digest failed");
-            goto done;
-        }
-    }
-    rc = sha_end(ctx, hex);
-done:
-    EVP_MD_CTX_free(ctx);
-    qf_free(buf);
-    close(fd);
-    return rc;
-}

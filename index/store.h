@@ -173,15 +173,10 @@ qf_status qf_store_vision_put(qf_store *st, int64_t image_id, int n_tok, int dim
  * image has no cached features. */
 qf_status qf_store_vision_get(qf_store *st, int64_t image_id, float **x, int *n_tok, int *dim);
 
-/* ---- checks and hashing --------------------------------------------------------------- */
+/* ---- checks --------------------------------------------------------------- */
 
 /* PRAGMA integrity_check and foreign_key_check: QF_OK when both pass,
  * QF_ERR_DB with SQLite's report otherwise. */
 qf_status qf_store_integrity_check(qf_store *st);
-
-/* SHA-256 (OpenSSL libcrypto) as 64 lowercase hex digits + NUL, of a
- * buffer or of a file's contents. QF_ERR_IO (file), QF_ERR_NOMEM. */
-qf_status qf_store_hash_buf(const void *data, size_t n, char hex[65]);
-qf_status qf_store_hash_file(const char *path, char hex[65]);
 
 #endif

@@ -84,7 +84,8 @@ qf_status qf_vindex_search(const qf_vindex *vi, int64_t nq, const float *q, int6
  * not apply to this index type or the value is out of range. */
 qf_status qf_vindex_set_param(qf_vindex *vi, const char *name, double value);
 
-/* Stored vectors read back, for export: out[n * dim] (caller-owned)
+/* Stored vectors read back (for checks and tools: export reads the exact
+ * features from the store instead): out[n * dim] (caller-owned)
  * receives the vectors with ids[n] (borrowed), exact for Flat and decoded
  * approximations for PQ/SQ. QF_ERR_ARG if an id is absent;
  * QF_ERR_UNSUPPORTED for IVF indexes (FAISS keeps no id -> vector map). */

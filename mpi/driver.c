@@ -21,11 +21,20 @@ enum { TAG_RESULT = 11, TAG_WORK = 12, TAG_STOP = 13 };
 
 static int mpi_on, world_rank, world_size = 1;
 
+int qf_mpi_env_rank(void) {
+    static const char *const rank_vars[] = { "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK" };
+    static const char *const size_vars[] = { "OMPI_COMM_WORLD_SIZE", "PMI_SIZE" };
+    for (size_t i = 0; i < sizeof rank_vars / sizeof rank_vars[0]; i++) {
+        const char *v = getenv(rank_vars[i]);
+        if (v) return v[0] && atoi(v) > 0 ? atoi(v) : 0;
+    }
+    for (size_t i = 0; i < sizeof size_vars / sizeof size_vars[0]; i++)
+        if (getenv(size_vars[i])) return 0;
+    return -1;
+}
+
 qf_status qf_mpi_init(int *argc, char ***argv) {
-    /* launched by mpirun (OpenMPI), srun / PMI (Slurm, MPICH)? */
-    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK") &&
-        !getenv("PMI_RANK"))
-        return QF_OK;
+    if (qf_mpi_env_rank() < 0) return QF_OK;   /* not launched by mpirun / srun */
     int provided;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return qf_errorf(QF_ERR_MPI, "MPI_Init failed");

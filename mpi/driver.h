@@ -15,8 +15,13 @@
 #include "embed/common.h"
 #include "index/indexer.h"
 
-/* Initialises MPI when launched by mpirun/srun (detected from the
- * environment); otherwise runs as a single process without MPI. */
+/* The rank an MPI launcher (mpirun / OpenMPI, srun / PMI, PMIx) gave this
+ * process in its environment, before MPI is initialised: >= 0 when launched
+ * by one, -1 otherwise. The one place that knows the launchers' variables. */
+int qf_mpi_env_rank(void);
+
+/* Initialises MPI when launched by mpirun/srun (qf_mpi_env_rank() >= 0);
+ * otherwise runs as a single process without MPI. */
 qf_status qf_mpi_init(int *argc, char ***argv);
 void      qf_mpi_finalize(void);
 int       qf_mpi_rank(void);

@@ -75,7 +75,7 @@ qf_status qf_report_json(FILE *f, const qf_report_info *info, const qf_hit *hits
 static void put_display(FILE *f, const char *str, size_t len) {
     const unsigned char *s = (const unsigned char *)str, *end = s + len;
     while (s < end && *s) {
-        size_t n = qf_export_utf8_len((const char *)s);
+        size_t n = qf_utf8_len((const char *)s);
         if (n == 0 || *s < 0x20 || *s == 0x7f || s + n > end) {
             fprintf(f, "\\x%02x", *s++);
         } else {
@@ -125,7 +125,7 @@ qf_status qf_report_table(FILE *f, const qf_report_info *info, const qf_hit *hit
  * so the page stays valid UTF-8 whatever the names. */
 static void html_escape(FILE *f, const char *str) {
     for (const unsigned char *s = (const unsigned char *)str; *s;) {
-        size_t n = qf_export_utf8_len((const char *)s);
+        size_t n = qf_utf8_len((const char *)s);
         switch (n == 1 ? *s : 0) {
         case '&': fputs("&amp;", f); break;
         case '<': fputs("&lt;", f); break;

@@ -1,5 +1,5 @@
-/* report.h - search results as a table, JSON (the command-line contract of
- * DESIGN.md) or a self-contained HTML gallery (thumbnails embedded as JPEG
+/* report.h - search results as a table, JSON (the command-line contract in
+ * README.md) or a self-contained HTML gallery (thumbnails embedded as JPEG
  * data URIs, scores, captions). Writes to a caller-provided stream. */
 #ifndef QF_REPORT_H
 #define QF_REPORT_H
@@ -11,7 +11,7 @@
 
 typedef struct {
     int64_t     id;          /* image id in the store                        */
-    const char *path;        /* borrowed                                     */
+    const char *path;        /* owned by the qf_search_result holding the hit */
     int         width, height;
     float       itc;         /* exact ITC score (max over query vectors)      */
     int         has_itm;

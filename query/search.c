@@ -142,6 +142,7 @@ static qf_status open_index(search_ctx *x) {
         return qf_errorf(QF_ERR_ARG, "%s: the index was built with another model (fingerprint %.16s, %s), not %s",
                          o->db_path, x->fp, x->model_path, x->mdir);
     if ((s = qf_blip2_state_init(x->m, &x->bs)) || (s = qf_img_preproc_load(x->mdir, &x->pp))) return s;
+    if ((s = qf_img_preproc_check(&x->pp, qf_blip2_image_size(x->m), x->mdir))) return s;
     if (o->text && (s = qf_bert_load(x->mdir, &x->tok))) return s;
     char *faiss_path = qf_store_index_path(o->db_path);
     if (!faiss_path) return qf_errorf(QF_ERR_NOMEM, "out of memory");

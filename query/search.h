@@ -3,7 +3,7 @@
  * the stored features -> optional ITM rerank of the top N -> optional
  * captions of the first M (cached in the store).
  *
- * Scores (DESIGN.md): itc = max over the image's query vectors (and the
+ * Scores (as README.md's `qformer search` states them): itc = max over the image's query vectors (and the
  * query image's, for image queries) of the dot product; with rerank, itm =
  * mean over queries of the ITM match logit, score = itm + itc, and the
  * reranked results come first ordered by score, the rest by itc. */

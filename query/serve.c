@@ -697,7 +697,10 @@ qf_status qf_serve_start(const qf_serve_opts *o, qf_server **out) {
                       o->db_path, fp, model_path, sv->model_dir);
         goto fail;
     }
-    if ((s = qf_img_preproc_load(sv->model_dir, &sv->pp)) || (s = qf_bert_load(sv->model_dir, &sv->tok))) goto fail;
+    if ((s = qf_img_preproc_load(sv->model_dir, &sv->pp)) ||
+        (s = qf_img_preproc_check(&sv->pp, qf_blip2_image_size(sv->m), sv->model_dir)) ||
+        (s = qf_bert_load(sv->model_dir, &sv->tok)))
+        goto fail;
     if (o->caption_model && (s = qf_captioner_load(o->caption_model, o->caption_dtype, &sv->cap))) goto fail;
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

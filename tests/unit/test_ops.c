@@ -92,7 +92,10 @@ static void test_softmax_normalize(void) {
 
 static void test_attention_vs_naive(void) {
     const int Lq = 4, Lk = 6, H = 2, d = 3, D = H * d;
-    float Q[Lq * D], K[Lk * D], V[Lk * D], mask[Lk], out[Lq * D], ref[Lq * D], scratch[Lq * Lk];
+    float Q[Lq * D], K[Lk * D], V[Lk * D], mask[Lk], out[Lq * D], ref[Lq * D];
+    const size_t n_scratch = qf_attention_scratch(Lq, Lk, H, d);
+    float *scratch = malloc(n_scratch * sizeof *scratch);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(scratch);
     fill(Q, Lq * D); fill(K, Lk * D); fill(V, Lk * D);
     for (int j = 0; j < Lk; j++) mask[j] = j == 4 ? -10000.0f : 0.0f;
     for (int causal = 0; causal < 2; causal++) {
@@ -113,9 +116,10 @@ static void test_attention_vs_naive(void) {
                     ref[i * D + h * d + c] = (float)acc;
                 }
             }
-        qf_attention(out, D, Q, D, K, D, V, D, Lq, Lk, H, d, 0.5f, mask, causal, 2, scratch);
+        qf_attention(out, D, Q, D, K, D, V, D, Lq, Lk, H, d, 0.5f, mask, causal, 2, scratch, n_scratch);
         QF_ASSERT_CLOSE(out, ref, Lq * D, 1e-5, 1e-5, causal ? "causal attention" : "attention");
     }
+    free(scratch);
 }
 
 static void test_arena(void) {

@@ -2,6 +2,7 @@
  * refusal of newer databases, images, meta, captions, the F16 vision cache,
  * integrity checks, the indexer lock across processes (including a holder
  * that dies), transactions and the SHA-256 content hash. */
+#include "embed/digest.h"
 #include "index/store.h"
 #include "tests/testutil.h"
 
@@ -508,8 +509,8 @@ static void test_hash(void) {
     fclose(f);
 
     char hex[65] = "", hex2[65] = "", want[65] = "";
-    CU_ASSERT_EQUAL(qf_store_hash_file(path, hex), QF_OK);
-    CU_ASSERT_EQUAL(qf_store_hash_buf(data, sizeof data, hex2), QF_OK);
+    CU_ASSERT_EQUAL(qf_sha256_file(path, hex), QF_OK);
+    CU_ASSERT_EQUAL(qf_sha256_hex(data, sizeof data, hex2), QF_OK);
     CU_ASSERT_STRING_EQUAL(hex, hex2);
     /* coreutils as the independent reference */
     char cmd[600];
@@ -528,12 +529,12 @@ static void test_hash(void) {
     p = popen(cmd, "r");
     CU_ASSERT_EQUAL(fscanf(p, "%64s", want), 1);
     pclose(p);
-    CU_ASSERT_EQUAL(qf_store_hash_buf("", 0, hex), QF_OK);
+    CU_ASSERT_EQUAL(qf_sha256_hex("", 0, hex), QF_OK);
     CU_ASSERT_STRING_EQUAL(hex, want);
-    CU_ASSERT_EQUAL(qf_store_hash_file(empty, hex2), QF_OK);
+    CU_ASSERT_EQUAL(qf_sha256_file(empty, hex2), QF_OK);
     CU_ASSERT_STRING_EQUAL(hex2, want);
 
-    CU_ASSERT_EQUAL(qf_store_hash_file(db_path("nope.bin"), hex), QF_ERR_IO);
+    CU_ASSERT_EQUAL(qf_sha256_file(db_path("nope.bin"), hex), QF_ERR_IO);
     CU_ASSERT(strstr(qf_last_error(), "nope.bin") != NULL);
 }
 
