@@ -16,6 +16,8 @@
 #include "embed/opt.h"
 
 #include "index/dbinfo.h"
+#include "query/recall.h"
+#include "index/ann.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -28,6 +30,7 @@
 static const char usage_text[] =
     "usage: qformer info --model DIR [--format text|json]\n"
     "       qformer info --db FILE.db [--format text|json] [--failures] [--check] [--repair]\n"
+    "       qformer info --db FILE.db --recall [--queries FILE] [--format text|json]\n"
     "\n"
     "--model DIR: loads the checkpoint (every tensor's presence, dtype and shape\n"
     "is checked, so a broken checkpoint exits 1 naming the tensor) and prints the\n"
@@ -38,12 +41,16 @@ static const char usage_text[] =
     "index type, sizes on disk. --failures lists each bad file with its error;\n"
     "--check verifies the database and that the vector index holds exactly the\n"
     "indexed images (exit 1 on a problem); --repair re-queues what is missing so\n"
-    "the next `qformer index` run completes it.\n"
+    "the next `qformer index` run completes it. --recall measures recall@10 of the\n"
+    "index at its search settings against an exact scan of the stored features, and\n"
+    "the search latency (p50/p95, text encoder excluded), on the texts of --queries\n"
+    "FILE (one per line) or on 100 probe vectors drawn from the stored features.\n"
     "\n"
     "examples:\n"
     "  qformer info --model blip2-itm-vit-g\n"
     "  qformer info --model blip2-opt-2.7b --format json\n"
-    "  qformer info --db photos.db --check\n";
+    "  qformer info --db photos.db --check\n"
+    "  qformer info --db photos.db --recall --queries queries.txt\n";
 
 /* ---- parameter accounting ------------------------------------------------ */
 
@@ -311,6 +318,30 @@ static void print_line(const char *line, void *user) {
     printf("%s\n", line);
 }
 
+static int info_recall(const char *db_path, const char *queries, int json) {
+    qf_recall_opts o = { .db_path = db_path, .queries_file = queries, .k = 10 };
+    qf_recall_result r;
+    qf_status s = qf_recall_run(&o, &r);
+    if (s) return qf_cli_fail("info", s);
+    char how[96];
+    if (r.exact) snprintf(how, sizeof how, "exact index");
+    else snprintf(how, sizeof how, "nprobe %d, %d candidates rescored exactly", r.nprobe, r.candidates);
+    if (json) {
+        json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:f, s:f, s:f, s:b, s:i, s:i}", "db", db_path,
+                              "source", r.source, "queries", r.n_queries, "k", r.k, "recall", r.recall,
+                              "search_ms_p50", r.p50_ms, "search_ms_p95", r.p95_ms, "exact", r.exact,
+                              "nprobe", r.nprobe, "candidates", r.candidates);
+        char *txt = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+        if (txt) puts(txt);
+        free(txt);
+        json_decref(j);
+        return txt ? 0 : qf_cli_fail("info", qf_errorf(QF_ERR_FORMAT, "%s: cannot encode as JSON", db_path));
+    }
+    printf("recall@%d %.4f on %d %s (%s); search p50 %.2f ms, p95 %.2f ms (text encoder excluded)\n", r.k,
+           r.recall, r.n_queries, r.source, how, r.p50_ms, r.p95_ms);
+    return 0;
+}
+
 static int info_db(const char *db_path, int json, int failures, int check, int repair) {
     qf_status s;
     if (failures) {
@@ -341,8 +372,21 @@ static int info_db(const char *db_path, int json, int failures, int check, int r
     printf("  images       %lld: %lld indexed, %lld failed, %lld pending\n", (long long)total,
            (long long)d.counts[QF_IMAGE_OK], (long long)d.counts[QF_IMAGE_ERROR], (long long)d.counts[QF_IMAGE_PENDING]);
     printf("  model        %s\n  fingerprint  %s\n", d.model_path, d.fingerprint);
+    printf("  features     %s in SQLite%s\n", d.store_dtype,
+           strcmp(d.store_dtype, "f16") ? " (exact rescoring)" : " (rescoring within ~1e-3 of f32)");
+    printf("  ViT dtype    %s%s\n", d.vision_dtype, strcmp(d.vision_dtype, "bf16") ? "" : " (index --dtype bf16; every run must say so)");
     printf("  index type   %s, %s, %d x %d-dim vectors per image\n", d.factory,
            d.pooled ? "pooled (approximate)" : "exact multi-vector", d.pooled ? 1 : d.n_query, d.dim);
+    if (d.factory_request[0] && !strcmp(d.factory_request, "auto"))
+        printf("  chosen by    --factory auto: %s\n", d.factory_reason[0] ? d.factory_reason : "(not yet: no images)");
+    if (d.search_candidates > 0)
+        printf("  search       nprobe %d, %d candidates rescored exactly: recall@%d %.3f on %d probe queries "
+               "at %lld images (target %.2f)%s\n", d.search_nprobe, d.search_candidates, d.tune_k, d.tune_recall,
+               d.tune_probes, (long long)d.tune_images, d.tune_target,
+               d.tune_recall >= 0 && d.tune_recall < d.tune_target ? ": BELOW target, use a finer --factory" : "");
+    else if (d.factory[0])
+        printf("  search       %s\n", qf_ann_factory_is_exact(d.factory, d.pooled) ? "exact (Flat scans every vector)"
+               : "untuned (run `qformer index` again to tune): FAISS defaults, 40 candidates");
     printf("  vectors      %lld in %s%s\n", (long long)d.faiss_ntotal, d.index_file,
            d.faiss_generation == d.generation ? "" : " (out of step: the next index run rebuilds it)");
     printf("  on disk      database %s, vector index %s\n", qf_format_bytes((double)d.db_bytes, b1, sizeof b1),
@@ -358,10 +402,12 @@ int qf_cmd_info(int argc, char **argv) {
         { "model", required_argument, 0, 'm' }, { "db", required_argument, 0, 'd' },
         { "format", required_argument, 0, 'f' }, { "help", no_argument, 0, 'h' },
         { "failures", no_argument, 0, 'F' }, { "check", no_argument, 0, 'c' },
-        { "repair", no_argument, 0, 'r' }, { 0, 0, 0, 0 },
+        { "repair", no_argument, 0, 'r' }, { "recall", no_argument, 0, 'R' },
+        { "queries", required_argument, 0, 'Q' }, { 0, 0, 0, 0 },
     };
     const char *model_dir = NULL, *db = NULL, *format = "text";
-    int c, failures = 0, check = 0, repair = 0;
+    const char *queries = NULL;
+    int c, failures = 0, check = 0, repair = 0, recall = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -371,6 +417,8 @@ int qf_cmd_info(int argc, char **argv) {
         case 'F': failures = 1; break;
         case 'c': check = 1; break;
         case 'r': repair = 1; break;
+        case 'R': recall = 1; break;
+        case 'Q': queries = optarg; break;
         case 'h': fputs(usage_text, stdout); return 0;
         default: return qf_cli_usage("info", "invalid option");
         }
@@ -384,5 +432,8 @@ int qf_cmd_info(int argc, char **argv) {
     qf_status hs = model_dir ? qf_hub_resolve_model(model_dir, model_buf, sizeof model_buf) : QF_OK;
     if (hs) return qf_cli_fail("info", hs);
     if (model_dir) model_dir = model_buf;
+    if ((recall || queries) && !db) return qf_cli_usage("info", "--recall needs --db FILE.db");
+    if (queries && !recall) return qf_cli_usage("info", "--queries goes with --recall");
+    if (recall) return info_recall(db, queries, json);
     return db ? info_db(db, json, failures, check, repair) : info_model(model_dir, json);
 }

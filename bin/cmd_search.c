@@ -11,7 +11,7 @@
 static const char usage_text[] =
     "usage: qformer search --db FILE.db [-k N] [--rerank N] [--caption N] [--caption-model DIR]\n"
     "                      [--caption-dtype f32|bf16|int8]\n"
-    "                      [--prompt STR] [--model DIR] [--nprobe N]\n"
+    "                      [--prompt STR] [--model DIR] [--nprobe N] [--candidates N]\n"
     "                      [--format table|json|html] [--out FILE] (TEXT | --image PATH)\n"
     "\n"
     "Finds the images of an index that best match TEXT (or the image PATH) by the exact\n"
@@ -28,7 +28,10 @@ static const char usage_text[] =
     "  --format F        table (default), json, or html (a self-contained gallery)\n"
     "  --out FILE        write there instead of standard output\n"
     "  --model DIR       retrieval checkpoint (default: the one the index was built with)\n"
-    "  --nprobe N        IVF cells to visit (IVF factories; FAISS default 1)\n"
+    "  --nprobe N        IVF cells to visit (IVF factories; default: the value tuned at\n"
+    "                    index time, see `qformer info --db`)\n"
+    "  --candidates N    images the approximate index proposes for exact rescoring\n"
+    "                    (default: tuned at index time; more = higher recall, slower)\n"
     "\n"
     "JSON: {\"query\": TEXT, \"results\": [{\"rank\", \"id\", \"path\", \"itc\", \"itm\", \"score\", \"caption\"}]}\n"
     "\n"
@@ -46,7 +49,7 @@ int qf_cmd_search(int argc, char **argv) {
         { "prompt", required_argument, 0, 'p' }, { "model", required_argument, 0, 'm' },
         { "nprobe", required_argument, 0, 'n' }, { "format", required_argument, 0, 'f' },
         { "out", required_argument, 0, 'o' }, { "image", required_argument, 0, 'i' },
-        { "caption-dtype", required_argument, 0, 'D' },
+        { "caption-dtype", required_argument, 0, 'D' }, { "candidates", required_argument, 0, 'N' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
     };
     qf_search_opts o = { .k = 10 };
@@ -64,6 +67,7 @@ int qf_cmd_search(int argc, char **argv) {
         case 'p': o.prompt = optarg; break;
         case 'm': o.model_dir = optarg; break;
         case 'n': if (!qf_cli_int(optarg, 0, 1 << 20, &o.nprobe)) return qf_cli_usage("search", "--nprobe: '%s' is not an integer", optarg); break;
+        case 'N': if (!qf_cli_int(optarg, 1, 1 << 20, &o.candidates)) return qf_cli_usage("search", "--candidates: '%s' is not a positive integer", optarg); break;
         case 'f': format = optarg; break;
         case 'o': out_path = optarg; break;
         case 'i': o.image_path = optarg; break;

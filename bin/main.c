@@ -38,10 +38,10 @@ static const struct {
 static const struct { const char *cmd, *opts; } value_options[] = {
     { "embed",    " model image text out dtype " },
     { "tokenize", " model format " },
-    { "info",     " model db format " },
+    { "info",     " model db format queries " },
     { "caption",  " model prompt max-new-tokens min-new-tokens num-beams length-penalty repetition-penalty format dtype " },
-    { "index",    " model db factory batch threads checkpoint " },
-    { "search",   " db k rerank caption caption-model caption-dtype prompt model nprobe format out image " },
+    { "index",    " model db factory max-index-memory dtype store-dtype batch threads checkpoint " },
+    { "search",   " db k rerank caption caption-model caption-dtype prompt model nprobe candidates format out image " },
     { "serve",    " db caption-model caption-dtype model host port threads " },
     { "export",   " db out " },
     { "pull",     " revision dir endpoint retries " },

@@ -11,10 +11,10 @@ _qformer_options() {
     case $1 in
     embed) echo "--model --image --text --itm --intermediates --dtype --out --help --quiet --verbose" ;;
     tokenize) echo "--model --format --help --quiet --verbose" ;;
-    info) echo "--model --format --db --failures --check --repair --help --quiet --verbose" ;;
+    info) echo "--model --format --db --failures --check --repair --recall --queries --help --quiet --verbose" ;;
     caption) echo "--model --prompt --max-new-tokens --min-new-tokens --num-beams --length-penalty --repetition-penalty --dtype --format --help --quiet --verbose" ;;
-    index) echo "--model --db --factory --batch --threads --pooled --keep-vision --checkpoint --retry-failed --quiet --help --verbose" ;;
-    search) echo "--db -k --rerank --caption --caption-model --caption-dtype --prompt --model --nprobe --format --out --image --help --quiet --verbose" ;;
+    index) echo "--model --db --factory --max-index-memory --batch --threads --pooled --keep-vision --checkpoint --retry-failed --dtype --store-dtype --quiet --help --verbose" ;;
+    search) echo "--db -k --rerank --caption --caption-model --caption-dtype --prompt --model --nprobe --candidates --format --out --image --help --quiet --verbose" ;;
     serve) echo "--db --caption-model --caption-dtype --model --host --port --threads --help --quiet --verbose" ;;
     export) echo "--db --out --help --quiet --verbose" ;;
     pull) echo "--revision --dir --endpoint --retries --quiet --help --verbose" ;;
@@ -36,6 +36,7 @@ _qformer_value() {
     "info --model") echo "model" ;;
     "info --format") echo "choice:text json" ;;
     "info --db") echo "file" ;;
+    "info --queries") echo "file" ;;
     "caption --model") echo "model" ;;
     "caption --prompt") echo "none" ;;
     "caption --max-new-tokens") echo "none" ;;
@@ -48,9 +49,12 @@ _qformer_value() {
     "index --model") echo "model" ;;
     "index --db") echo "file" ;;
     "index --factory") echo "none" ;;
+    "index --max-index-memory") echo "none" ;;
     "index --batch") echo "none" ;;
     "index --threads") echo "none" ;;
     "index --checkpoint") echo "none" ;;
+    "index --dtype") echo "choice:f32 bf16" ;;
+    "index --store-dtype") echo "choice:f32 f16" ;;
     "search --db") echo "file" ;;
     "search -k") echo "none" ;;
     "search --rerank") echo "none" ;;
@@ -60,6 +64,7 @@ _qformer_value() {
     "search --prompt") echo "none" ;;
     "search --model") echo "model" ;;
     "search --nprobe") echo "none" ;;
+    "search --candidates") echo "none" ;;
     "search --format") echo "choice:table json html" ;;
     "search --out") echo "file" ;;
     "search --image") echo "file" ;;

@@ -4,6 +4,8 @@
  * the choice is made once per call from __builtin_cpu_supports. */
 #include "embed/kernels_cpu.h"
 
+#include "embed/common.h"
+
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
@@ -339,14 +341,23 @@ static void attn_task_avx512(const attn_job *a, int h, int i0, int i1, float *kt
     }
 }
 
-static __thread int attn_slot = -1;             /* scratch slot of this thread in the running job */
+/* Scratch slot of this thread in job number attn_job_seen. A slot is taken
+ * once per job: pool threads outlive jobs, and a slot number kept from an
+ * earlier job could be the one the counter hands another thread now. */
+static __thread int attn_slot = -1;
+static __thread unsigned long attn_job_seen;
+static unsigned long attn_jobs;                 /* job numbers, atomically */
 
-typedef struct { attn_job *a; int n_slot, next_slot; } attn_ctx;
+typedef struct { attn_job *a; int n_slot, next_slot; unsigned long job; } attn_ctx;
 
 static void attn_run(void *ctx, int t) {
     attn_ctx *c = ctx;
     attn_job *a = c->a;
-    if (attn_slot < 0 || attn_slot >= c->n_slot) attn_slot = __atomic_fetch_add(&c->next_slot, 1, __ATOMIC_RELAXED);
+    if (attn_job_seen != c->job) {
+        attn_slot = __atomic_fetch_add(&c->next_slot, 1, __ATOMIC_RELAXED);
+        attn_job_seen = c->job;
+    }
+    QF_ASSERT(attn_slot >= 0 && attn_slot < c->n_slot);
     float *kt = a->scratch[attn_slot], *sc = kt + (size_t)a->d * a->Lkp;
     int h = t / a->n_rblk, b = t % a->n_rblk;
     int i0 = b * a->row_blk, i1 = i0 + a->row_blk < a->Lq ? i0 + a->row_blk : a->Lq;
@@ -389,10 +400,11 @@ int qf_cpu_attention(float *out, int ldo, const float *Q, int ldq, const float *
     float *slots[64];
     for (int i = 0; i < T; i++) slots[i] = scratch + skip + (size_t)i * floats;
     a.scratch = slots;
-    attn_ctx c = { &a, T, 0 };
+    attn_ctx c = { &a, T, 0, __atomic_add_fetch(&attn_jobs, 1, __ATOMIC_RELAXED) };
     int saved = attn_slot;
-    attn_slot = -1;
+    unsigned long saved_job = attn_job_seen;
     qf_cpu_parallel(T, attn_run, &c, n_task);
     attn_slot = saved;
+    attn_job_seen = saved_job;
     return 1;
 }

@@ -1,6 +1,7 @@
 /* dbinfo.c - see dbinfo.h. */
 #include "index/dbinfo.h"
 
+#include "index/ann.h"
 #include "index/vindex.h"
 
 #include <stdarg.h>
@@ -44,6 +45,22 @@ static qf_status fill(qf_store *st, const char *db_path, qf_dbinfo *o) {
     o->generation = meta_i64(st, "generation", 0);
     o->faiss_generation = meta_i64(st, "faiss_generation", -1);
     o->schema_version = qf_store_schema_version(st);
+    snprintf(o->store_dtype, sizeof o->store_dtype, "%s", qf_store_feats_f16(st) ? "f16" : "f32");
+    snprintf(o->vision_dtype, sizeof o->vision_dtype, "f32");
+    meta_copy(st, "vision_dtype", o->vision_dtype, sizeof o->vision_dtype);
+    meta_copy(st, "factory_request", o->factory_request, sizeof o->factory_request);
+    meta_copy(st, "factory_reason", o->factory_reason, sizeof o->factory_reason);
+    o->search_nprobe = (int)meta_i64(st, "search_nprobe", 0);
+    o->search_candidates = (int)meta_i64(st, "search_candidates", 0);
+    o->tune_k = (int)meta_i64(st, "tune_k", 10);
+    o->tune_probes = (int)meta_i64(st, "tune_probes", 0);
+    o->tune_images = meta_i64(st, "tune_images", -1);
+    char buf[64] = "";
+    meta_copy(st, "tune_recall", buf, sizeof buf);
+    o->tune_recall = buf[0] ? atof(buf) : -1;
+    buf[0] = 0;
+    meta_copy(st, "tune_target", buf, sizeof buf);
+    o->tune_target = buf[0] ? atof(buf) : 0;
     char p[4200];
     o->db_bytes = file_size(db_path);
     snprintf(p, sizeof p, "%s-wal", db_path);
@@ -164,11 +181,24 @@ done:
 
 json_t *qf_dbinfo_json(const char *db_path, const qf_dbinfo *d) {
     int64_t total = d->counts[QF_IMAGE_OK] + d->counts[QF_IMAGE_ERROR] + d->counts[QF_IMAGE_PENDING];
-    return json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:I, s:I, s:b, s:i}",
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:I, s:I, s:b, s:i}",
         "db", db_path, "images", (json_int_t)total, "ok", (json_int_t)d->counts[QF_IMAGE_OK],
         "failed", (json_int_t)d->counts[QF_IMAGE_ERROR], "pending", (json_int_t)d->counts[QF_IMAGE_PENDING],
         "model", d->model_path, "model_fingerprint", d->fingerprint, "factory", d->factory, "pooled", d->pooled,
         "dim", d->dim, "n_query", d->n_query, "index_file", d->index_file, "db_bytes", (json_int_t)d->db_bytes,
         "index_bytes", (json_int_t)d->faiss_bytes, "index_vectors", (json_int_t)d->faiss_ntotal,
         "index_in_sync", d->faiss_generation == d->generation, "schema_version", d->schema_version);
+    if (o) {   /* the factory choice and the tuned search settings (index/ann.h) */
+        json_object_set_new(o, "vision_dtype", json_string(d->vision_dtype));
+        json_object_set_new(o, "store_dtype", json_string(d->store_dtype));
+        json_object_set_new(o, "factory_request", json_string(d->factory_request));
+        json_object_set_new(o, "factory_reason", d->factory_reason[0] ? json_string(d->factory_reason) : json_null());
+        json_object_set_new(o, "search", json_pack("{s:b, s:i, s:i, s:o, s:i, s:I, s:f}",
+            "exact", qf_ann_factory_is_exact(d->factory, d->pooled), "nprobe", d->search_nprobe,
+            "candidates", d->search_candidates,
+            "tuned_recall", d->tune_recall >= 0 ? json_real(d->tune_recall) : json_null(),
+            "tuned_probes", d->tune_probes, "tuned_images", (json_int_t)d->tune_images,
+            "tune_target", d->tune_target));
+    }
+    return o;
 }

@@ -19,6 +19,17 @@ typedef struct {
     int64_t generation, faiss_generation;
     int64_t db_bytes, faiss_bytes;   /* on disk (db includes -wal/-shm), -1 if absent */
     int64_t faiss_ntotal;            /* vectors in the FAISS file, -1 if unreadable  */
+    /* search settings (index/ann.h): factory asked for ("auto" or a factory)
+     * and why auto chose `factory`; the tuned nprobe/candidates (0: none)
+     * and the recall@k they measured on tune_probes probe queries at
+     * tune_images images (tune_recall < 0: never tuned) */
+    char    store_dtype[16];         /* features in SQLite: "f32" or "f16"      */
+    char    vision_dtype[16];        /* the ViT's arithmetic: "f32" or "bf16"  */
+    char    factory_request[256];
+    char    factory_reason[320];
+    int     search_nprobe, search_candidates, tune_k, tune_probes;
+    double  tune_recall, tune_target;
+    int64_t tune_images;
 } qf_dbinfo;
 
 qf_status qf_dbinfo_get(const char *db_path, qf_dbinfo *out);

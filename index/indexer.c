@@ -10,6 +10,7 @@
 #include "index/indexer.h"
 
 #include "embed/blip2.h"
+#include "index/ann.h"
 #include "index/scan.h"
 #include "index/store.h"
 #include "index/vindex.h"
@@ -43,7 +44,9 @@ struct qf_indexer {
     qf_store       *st;
     qf_blip2_config cfg;
     char            fingerprint[65];
-    char            factory[256];
+    char            factory[256];  /* the FAISS factory in use (auto: the last choice) */
+    int             auto_factory;  /* --factory auto: chosen at finish from the corpus size */
+    int64_t         budget;        /* --max-index-memory, bytes                          */
     char           *faiss_path;
     int             Q, E, n_vis, vis_dim, pooled;
     int64_t         generation;
@@ -125,10 +128,13 @@ static void held_free(held_result *h) {
 
 static qf_status check_settings(qf_indexer *ix) {
     qf_store *st = ix->st;
-    char *fp = NULL, *factory = NULL, *pooled = NULL, *model_path = NULL;
+    char *fp = NULL, *factory = NULL, *pooled = NULL, *model_path = NULL, *request = NULL;
+    int64_t budget = 0;
     qf_status s;
     if ((s = qf_store_meta_get(st, "model_fingerprint", &fp)) || (s = qf_store_meta_get(st, "factory", &factory)) ||
-        (s = qf_store_meta_get(st, "pooled", &pooled)) || (s = qf_store_meta_get(st, "model_path", &model_path)))
+        (s = qf_store_meta_get(st, "pooled", &pooled)) || (s = qf_store_meta_get(st, "model_path", &model_path)) ||
+        (s = qf_store_meta_get(st, "factory_request", &request)) ||
+        (s = meta_int(st, "max_index_memory", QF_ANN_DEFAULT_BUDGET, &budget)))
         goto done;
     if (fp && strcmp(fp, ix->fingerprint)) {
         s = qf_errorf(QF_ERR_ARG, "%s was built with another model (%s, fingerprint %.16s); this model's "
@@ -136,10 +142,40 @@ static qf_status check_settings(qf_indexer *ix) {
                       model_path ? model_path : "?", fp, ix->fingerprint);
         goto done;
     }
+    /* the ViT's arithmetic is recorded: F32 and BF16 features never share an index */
+    char *vdt = NULL;
+    const char *want_dt = ix->o.vit_bf16 ? "bf16" : "f32";
+    int64_t counts[QF_IMAGE_STATUS_COUNT];
+    if ((s = qf_store_meta_get(st, "vision_dtype", &vdt)) || (s = qf_store_image_counts(st, counts))) goto done;
+    if (strcmp(vdt ? vdt : "f32", want_dt) && counts[QF_IMAGE_OK] > 0) {
+        s = qf_errorf(QF_ERR_ARG, "%s holds features computed with a %s ViT; --dtype %s would mix %s and %s "
+                      "features in one index: run with --dtype %s, or index into a new --db",
+                      ix->o.db_path, vdt ? vdt : "f32", want_dt, vdt ? vdt : "f32", want_dt, vdt ? vdt : "f32");
+        qf_free(vdt);
+        goto done;
+    }
+    qf_free(vdt);
+    /* the features' storage type: a database holding features keeps its own */
+    const char *have_st = qf_store_feats_f16(st) ? "f16" : "f32";
+    const char *want_st = ix->o.store_dtype ? ix->o.store_dtype : have_st;
+    if (strcmp(want_st, "f32") && strcmp(want_st, "f16")) {
+        s = qf_errorf(QF_ERR_ARG, "--store-dtype must be f32 or f16, not '%s'", want_st);
+        goto done;
+    }
+    if (strcmp(want_st, have_st) && counts[QF_IMAGE_OK] > 0) {
+        s = qf_errorf(QF_ERR_ARG, "%s stores its features as %s; --store-dtype %s cannot apply to a database "
+                      "that holds features: index into a new --db", ix->o.db_path, have_st, want_st);
+        goto done;
+    }
     int db_pooled = pooled ? atoi(pooled) : 0;
     ix->pooled = ix->o.pooled >= 0 ? ix->o.pooled : db_pooled;
+    /* what was asked for: this run's --factory, else the database's request
+     * (a database from before `auto` asked for its factory), else auto */
+    const char *req = ix->o.factory ? ix->o.factory : request ? request : factory ? factory : "auto";
+    ix->auto_factory = !strcmp(req, "auto");
+    ix->budget = ix->o.max_index_memory > 0 ? ix->o.max_index_memory : budget;
     snprintf(ix->factory, sizeof ix->factory, "%s",
-             ix->o.factory ? ix->o.factory : factory ? factory : "Flat");
+             !ix->auto_factory ? req : factory ? factory : "Flat");   /* auto decides at finish */
     int changed = (factory && strcmp(factory, ix->factory)) || (pooled && db_pooled != ix->pooled);
     char abs_model[PATH_MAX];
     if (!realpath(ix->o.model_dir, abs_model)) snprintf(abs_model, sizeof abs_model, "%s", ix->o.model_dir);
@@ -147,6 +183,10 @@ static qf_status check_settings(qf_indexer *ix) {
     if ((s = qf_store_meta_set(st, "model_path", abs_model)) ||
         (s = qf_store_meta_set(st, "model_fingerprint", ix->fingerprint)) ||
         (s = qf_store_meta_set(st, "factory", ix->factory)) ||
+        (s = qf_store_meta_set(st, "factory_request", req)) ||
+        (s = qf_store_meta_set(st, "vision_dtype", want_dt)) ||
+        (s = qf_store_set_feats_f16(st, !strcmp(want_st, "f16"))) ||
+        (s = meta_set_int(st, "max_index_memory", ix->budget)) ||
         (s = meta_set_int(st, "pooled", ix->pooled)) ||
         (s = meta_set_int(st, "dim", ix->E)) ||
         (s = meta_set_int(st, "n_query", ix->Q)) ||
@@ -156,7 +196,7 @@ static qf_status check_settings(qf_indexer *ix) {
     }
     s = qf_store_commit(st);
 done:
-    qf_free(fp); qf_free(factory); qf_free(pooled); qf_free(model_path);
+    qf_free(fp); qf_free(factory); qf_free(pooled); qf_free(model_path); qf_free(request);
     return s;
 }
 
@@ -548,8 +588,11 @@ static qf_status rebuild(qf_indexer *ix, qf_vindex **out) {
         if ((s = qf_store_feats_foreach(ix->st, feed, &f))) goto fail;
         qf_log(QF_LOG_INFO, "training %s on %lld vectors", ix->factory, (long long)f.n);
         if ((s = qf_vindex_train(vi, f.n, f.vec))) goto fail;
+        if ((s = meta_set_int(ix->st, "trained_vectors", have))) goto fail;
         qf_free(f.vec); qf_free(f.ids);
         f.vec = NULL; f.ids = NULL;
+    } else if ((s = meta_set_int(ix->st, "trained_vectors", 0))) {
+        goto fail;
     }
     f.train = 0;
     f.n = 0;
@@ -592,12 +635,91 @@ static qf_status update(qf_indexer *ix, qf_vindex *vi) {
     return s;
 }
 
+/* --factory auto: chooses the factory for the corpus at hand (qf_ann_choose),
+ * keeping the current one while the corpus stays within 2x of the size it
+ * was chosen for and it fits the budget (no rebuild back and forth at a
+ * boundary); a new choice rebuilds the index. Any trained index is also
+ * retrained once the corpus has grown 4x past the size it was trained at. */
+static qf_status choose_factory(qf_indexer *ix, int64_t n_ok) {
+    const int per = ix->pooled ? 1 : ix->Q;
+    const int64_t n = n_ok * per;
+    int64_t at, trained;
+    qf_status s;
+    if ((s = meta_int(ix->st, "factory_chosen_at", -1, &at)) || (s = meta_int(ix->st, "trained_vectors", 0, &trained)))
+        return s;
+    if (ix->auto_factory && n > 0) {
+        char f[256], why[320];
+        qf_ann_choose(n, ix->E, ix->budget, f, sizeof f, why, sizeof why);
+        int keep = at > 0 && n <= 2 * at && 2 * n >= at &&
+                   qf_ann_index_bytes(ix->factory, n, ix->E) <= ix->budget;
+        if (at <= 0 || (strcmp(f, ix->factory) && !keep)) {
+            if (strcmp(f, ix->factory)) {
+                qf_log(QF_LOG_INFO, "factory auto: %s (was %s): %s", f, ix->factory, why);
+                ix->in_sync = 0;           /* rebuilt below with the new factory */
+            }
+            snprintf(ix->factory, sizeof ix->factory, "%s", f);
+            if ((s = qf_store_meta_set(ix->st, "factory", f)) || (s = qf_store_meta_set(ix->st, "factory_reason", why)) ||
+                (s = meta_set_int(ix->st, "factory_chosen_at", n)))
+                return s;
+        }
+    }
+    if (ix->in_sync && trained > 0 && n > 4 * trained) {
+        qf_log(QF_LOG_INFO, "%s was trained at %lld vectors, the corpus now has %lld: retraining it",
+               ix->factory, (long long)trained, (long long)n);
+        ix->in_sync = 0;
+    }
+    return QF_OK;
+}
+
+/* Tunes the search settings when the index was rebuilt or the recorded
+ * tuning is stale (index/ann.h), and puts what is recorded in the report. */
+static qf_status tune(qf_indexer *ix, qf_vindex *vi, int64_t n_ok) {
+    qf_ann_layout lay = { .n_query = ix->Q, .dim = ix->E, .pooled = ix->pooled };
+    snprintf(lay.factory, sizeof lay.factory, "%s", ix->factory);
+    lay.exact = qf_ann_factory_is_exact(ix->factory, ix->pooled);
+    int needed = 0;
+    qf_status s = qf_ann_needs_tuning(ix->st, ix->factory, n_ok, &needed);
+    if (s) return s;
+    if ((needed || ix->rep.rebuilt) && n_ok > 0) {
+        qf_vindex *own = NULL;
+        if (!vi && !lay.exact && (s = qf_vindex_read(ix->faiss_path, &own))) return s;   /* exact: nothing to read */
+        qf_ann_tuning t;
+        s = qf_ann_tune(ix->st, vi ? vi : own, &lay, &t);
+        qf_vindex_free(own);
+        if (s || (s = qf_ann_tuning_save(ix->st, &lay, &t, n_ok))) return s;
+        ix->rep.tuned = 1;
+        if (!lay.exact)
+            qf_log(t.reached ? QF_LOG_INFO : QF_LOG_WARN,
+                   "search settings for %s: nprobe %d, %d candidates rescored exactly: recall@%d %.3f on %d "
+                   "probe queries (target %.2f%s; %.1f s)", ix->factory, t.best.nprobe, t.best.candidates, t.k,
+                   t.recall, t.n_probes, t.target, t.reached ? "" : ", NOT reached: use a finer index", t.seconds);
+    }
+    char *reason = NULL;
+    int64_t np, nc, reached;
+    char *rec = NULL;
+    if ((s = meta_int(ix->st, "search_nprobe", 0, &np)) || (s = meta_int(ix->st, "search_candidates", 0, &nc)) ||
+        (s = qf_store_meta_get(ix->st, "tune_recall", &rec)) || (s = qf_store_meta_get(ix->st, "factory_reason", &reason)))
+        goto done;
+    ix->rep.nprobe = (int)np;
+    ix->rep.candidates = (int)nc;
+    ix->rep.recall = rec ? atof(rec) : lay.exact ? 1.0 : -1.0;
+    reached = ix->rep.recall >= QF_ANN_TUNE_TARGET - 1e-9;
+    ix->rep.recall_reached = (int)reached;
+    snprintf(ix->rep.factory, sizeof ix->rep.factory, "%s", ix->factory);
+    snprintf(ix->rep.factory_reason, sizeof ix->rep.factory_reason, "%s", ix->auto_factory && reason ? reason : "");
+done:
+    qf_free(reason);
+    qf_free(rec);
+    return s;
+}
+
 qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r) {
     qf_status s = flush_held(ix);
     if (s) return s;
     qf_vindex *vi = NULL;
     int64_t counts[QF_IMAGE_STATUS_COUNT];
     if ((s = qf_store_image_counts(ix->st, counts))) return s;
+    if ((s = choose_factory(ix, counts[QF_IMAGE_OK]))) return s;
     int nothing_new = ix->in_sync && !ix->n_stale && !ix->n_fresh;
     if (!nothing_new) {
         if (ix->in_sync && !(s = qf_vindex_read(ix->faiss_path, &vi)) && !(s = update(ix, vi))) {
@@ -611,13 +733,17 @@ qf_status qf_indexer_finish(qf_indexer *ix, qf_index_report *r) {
             ix->rep.rebuilt = 1;
         }
         if ((s = qf_vindex_write(vi, ix->faiss_path))) { qf_vindex_free(vi); return s; }
-        qf_vindex_free(vi);
         /* the file now holds exactly the committed ok images */
-        if ((s = qf_store_checkpoint(ix->st)) || (s = meta_set_int(ix->st, "faiss_generation", ix->generation)))
+        if ((s = qf_store_checkpoint(ix->st)) || (s = meta_set_int(ix->st, "faiss_generation", ix->generation))) {
+            qf_vindex_free(vi);
             return s;
+        }
     } else if ((s = meta_set_int(ix->st, "faiss_generation", ix->generation))) {
         return s;       /* the file was in step and nothing changed: it still is */
     }
+    s = tune(ix, vi, counts[QF_IMAGE_OK]);
+    qf_vindex_free(vi);
+    if (s) return s;
 report:
     ix->rep.total_ok = (long)counts[QF_IMAGE_OK];
     ix->rep.seconds = qf_now() - ix->t0;

@@ -27,12 +27,15 @@ typedef struct {
 typedef struct {
     const char        *model_dir;
     const char        *db_path;
-    const char        *factory;        /* NULL: the DB's, or "Flat" for a new DB        */
+    const char        *factory;        /* NULL: the DB's, or "auto" for a new DB        */
+    int64_t            max_index_memory; /* auto's budget in bytes; 0: the DB's, else 2 GiB */
     const char *const *roots;          /* files, folders, @LIST files                   */
     int                n_roots;
     int                batch;          /* images per work unit (default 8)               */
     int                threads;        /* BLAS threads per rank; 0 = cores / local ranks */
     int                pooled;         /* -1: the DB's (default exact); 0/1              */
+    const char        *store_dtype;    /* features in SQLite: "f32"/"f16"; NULL: the DB's (f32) */
+    int                vit_bf16;       /* ViT in BF16 (recorded; never mixed with F32)    */
     int                keep_vision;    /* cache vision features (F16) for --rerank       */
     int                checkpoint;     /* commit every N results (default 64)            */
     int                retry_failed;   /* re-try images recorded as errors               */
@@ -52,6 +55,12 @@ typedef struct {
     int    ranks;
     double seconds;
     int    rebuilt;      /* FAISS index rebuilt from the store   */
+    char   factory[256];        /* the FAISS factory in use            */
+    char   factory_reason[320]; /* auto: why ("" otherwise)            */
+    int    tuned;               /* search settings tuned this run      */
+    int    nprobe, candidates;  /* the search settings recorded        */
+    double recall;              /* recall@10 they measured on probes   */
+    int    recall_reached;      /* >= the tuning target                */
 } qf_index_report;
 
 typedef struct qf_indexer qf_indexer;

@@ -56,12 +56,12 @@ void qf_pipeline_free(qf_pipeline *w) {
     qf_free(w);
 }
 
-qf_status qf_pipeline_init(const char *model_dir, int keep_vision, int n_thr, qf_pipeline **out) {
+qf_status qf_pipeline_init(const char *model_dir, int keep_vision, int vit_bf16, int n_thr, qf_pipeline **out) {
     *out = NULL;
     qf_pipeline *w = qf_calloc(1, sizeof *w);
     if (!w) return qf_errorf(QF_ERR_NOMEM, "out of memory for a worker");
     qf_status s;
-    if ((s = qf_blip2_load(model_dir, QF_BLIP2_ALL, &w->m)) || (s = qf_img_preproc_load(model_dir, &w->pp)))
+    if ((s = qf_blip2_load(model_dir, QF_BLIP2_ALL | (vit_bf16 ? QF_BLIP2_VISION_BF16 : 0), &w->m)) || (s = qf_img_preproc_load(model_dir, &w->pp)))
         goto fail;
     int S = qf_blip2_image_size(w->m);
     if ((s = qf_img_preproc_check(&w->pp, S, model_dir))) goto fail;
@@ -225,7 +225,7 @@ qf_status qf_index_run(const qf_index_opts *o, qf_index_report *r) {
     feats = qf_malloc((size_t)q_e * sizeof *feats);
     vis = qf_malloc((size_t)(n_vis ? n_vis : 1) * sizeof *vis);
     if (!feats || !vis) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-    if ((s = qf_pipeline_init(o->model_dir, o->keep_vision, n_thr, &w))) goto done;
+    if ((s = qf_pipeline_init(o->model_dir, o->keep_vision, o->vit_bf16, n_thr, &w))) goto done;
     while (qf_pipeline_next_work(ix, o->batch, &work) > 0) {
         if ((s = qf_pipeline_process(w, &work, &res)) ||
             (s = qf_pipeline_consume(ix, &res, q_e, n_vis, feats, vis)))

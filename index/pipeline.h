@@ -32,7 +32,7 @@ typedef struct qf_pipeline qf_pipeline;
 int qf_pipeline_threads(int requested, int node_ranks, int world_size);
 
 /* Loads the model of `model_dir` and one state + buffers per thread. */
-qf_status qf_pipeline_init(const char *model_dir, int keep_vision, int n_thr, qf_pipeline **out);
+qf_status qf_pipeline_init(const char *model_dir, int keep_vision, int vit_bf16, int n_thr, qf_pipeline **out);
 void      qf_pipeline_free(qf_pipeline *p);               /* NULL ok */
 
 /* Work message -> result message (reset first), items in order. A bad file

@@ -32,6 +32,7 @@ struct qf_store {
     char    *path;
     int      lock_fd;     /* -1 when the indexer lock is not held */
     int      readonly;
+    int      feats_f16;   /* ITC features in image_feats_f16 (meta store_dtype 'f16') */
 };
 
 /* ---- SQLite error text --------------------------------------------------------- */
@@ -206,6 +207,10 @@ qf_status qf_store_open(const char *path, unsigned flags, qf_store **out) {
         if ((rc = exec(st, "PRAGMA synchronous = NORMAL", "setting synchronous")) != QF_OK) goto fail;
     }
     if ((rc = migrate(st)) != QF_OK) goto fail;
+    char *dt = NULL;
+    if (qf_store_meta_get(st, "store_dtype", &dt) == QF_OK && dt) st->feats_f16 = !strcmp(dt, "f16");
+    qf_free(dt);
+    qf_error_clear();
     *out = st;
     return QF_OK;
 fail:
@@ -552,16 +557,47 @@ qf_status qf_store_feats_put(qf_store *st, int64_t image_id, int n_query, int di
     qf_status rc;
     if (n_query <= 0 || dim <= 0 || (int64_t)n_query * dim > (1 << 26))
         return qf_errorf(QF_ERR_ARG, "%s: features: bad shape [%d, %d]", st->path, n_query, dim);
-    if ((rc = prep(st, "INSERT OR REPLACE INTO image_feats(image_id, n_query, dim, f32) "
-                       "VALUES (?1, ?2, ?3, ?4)", &s)) != QF_OK)
+    size_t n = (size_t)n_query * dim;
+    uint8_t *half = NULL;
+    if (st->feats_f16) {
+        if (!(half = qf_malloc(2 * n))) return qf_errorf(QF_ERR_NOMEM, "%s: out of memory", st->path);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = qf_cpu_half_of(feats[i]);
+            half[2 * i] = (uint8_t)(h & 0xff);
+            half[2 * i + 1] = (uint8_t)(h >> 8);
+        }
+    }
+    if ((rc = prep(st, st->feats_f16 ? "INSERT OR REPLACE INTO image_feats_f16(image_id, n_query, dim, f16) "
+                                       "VALUES (?1, ?2, ?3, ?4)"
+                                     : "INSERT OR REPLACE INTO image_feats(image_id, n_query, dim, f32) "
+                                       "VALUES (?1, ?2, ?3, ?4)", &s)) != QF_OK) {
+        qf_free(half);
         return rc;
+    }
     BIND(sqlite3_bind_int64(s, 1, image_id));
     BIND(sqlite3_bind_int(s, 2, n_query));
     BIND(sqlite3_bind_int(s, 3, dim));
-    BIND(sqlite3_bind_blob64(s, 4, feats, (sqlite3_uint64)n_query * dim * sizeof *feats, SQLITE_STATIC));
+    if (half) BIND(sqlite3_bind_blob64(s, 4, half, (sqlite3_uint64)n * 2, SQLITE_STATIC));
+    else BIND(sqlite3_bind_blob64(s, 4, feats, (sqlite3_uint64)n * sizeof *feats, SQLITE_STATIC));
     rc = step_done(st, s, "storing image features");
 done:
     sqlite3_finalize(s);
+    qf_free(half);
+    return rc;
+}
+
+/* n stored values (float32, or half floats in an f16 store) into out[n]. */
+static void feats_copy(const qf_store *st, const void *blob, size_t n, float *out) {
+    if (!st->feats_f16) { memcpy(out, blob, n * sizeof *out); return; }
+    const uint8_t *b = blob;
+    for (size_t i = 0; i < n; i++) out[i] = qf_cpu_float_of_half((uint16_t)(b[2 * i] | b[2 * i + 1] << 8));
+}
+
+int qf_store_feats_f16(const qf_store *st) { return st->feats_f16; }
+
+qf_status qf_store_set_feats_f16(qf_store *st, int f16) {
+    qf_status rc = qf_store_meta_set(st, "store_dtype", f16 ? "f16" : "f32");
+    if (!rc) st->feats_f16 = f16 != 0;
     return rc;
 }
 
@@ -572,7 +608,7 @@ static const void *feats_row(qf_store *st, sqlite3_stmt *s, int col, int64_t id,
     *d = sqlite3_column_int(s, col + 1);
     const void *blob = sqlite3_column_blob(s, col + 2);
     size_t bytes = (size_t)sqlite3_column_bytes(s, col + 2);
-    if (*nq <= 0 || *d <= 0 || !blob || bytes != (size_t)*nq * (size_t)*d * sizeof(float)) {
+    if (*nq <= 0 || *d <= 0 || !blob || bytes != (size_t)*nq * (size_t)*d * (st->feats_f16 ? 2 : sizeof(float))) {
         qf_errorf(QF_ERR_DB, "%s: features of image %lld are corrupt ([%d, %d], %zu bytes)",
                   st->path, (long long)id, *nq, *d, bytes);
         return NULL;
@@ -583,7 +619,8 @@ static const void *feats_row(qf_store *st, sqlite3_stmt *s, int col, int64_t id,
 qf_status qf_store_feats_get(qf_store *st, int64_t image_id, int n_query, int dim, float *out) {
     sqlite3_stmt *s = NULL;
     qf_status rc;
-    if ((rc = prep(st, "SELECT n_query, dim, f32 FROM image_feats WHERE image_id = ?1", &s)) != QF_OK)
+    if ((rc = prep(st, st->feats_f16 ? "SELECT n_query, dim, f16 FROM image_feats_f16 WHERE image_id = ?1"
+                                   : "SELECT n_query, dim, f32 FROM image_feats WHERE image_id = ?1", &s)) != QF_OK)
         return rc;
     BIND(sqlite3_bind_int64(s, 1, image_id));
     int r = sqlite3_step(s), nq, d;
@@ -600,7 +637,37 @@ qf_status qf_store_feats_get(qf_store *st, int64_t image_id, int n_query, int di
                        st->path, (long long)image_id, nq, d, n_query, dim);
         goto done;
     }
-    memcpy(out, blob, (size_t)nq * d * sizeof *out);
+    feats_copy(st, blob, (size_t)nq * d, out);
+done:
+    sqlite3_finalize(s);
+    return rc;
+}
+
+qf_status qf_store_feats_get_many(qf_store *st, int64_t n, const int64_t *ids, int n_query, int dim,
+                                  float *out, int *found) {
+    sqlite3_stmt *s = NULL;
+    qf_status rc;
+    const size_t per = (size_t)n_query * (size_t)dim;
+    if ((rc = prep(st, st->feats_f16 ? "SELECT n_query, dim, f16 FROM image_feats_f16 WHERE image_id = ?1"
+                                   : "SELECT n_query, dim, f32 FROM image_feats WHERE image_id = ?1", &s)) != QF_OK)
+        return rc;
+    for (int64_t i = 0; i < n; i++) {
+        found[i] = 0;
+        sqlite3_reset(s);
+        BIND(sqlite3_bind_int64(s, 1, ids[i]));
+        int r = sqlite3_step(s), nq, d;
+        if (r == SQLITE_DONE) continue;
+        if (r != SQLITE_ROW) { rc = db_err(st, r, "reading image features"); goto done; }
+        const void *blob = feats_row(st, s, 0, ids[i], &nq, &d);
+        if (!blob) { rc = QF_ERR_DB; goto done; }
+        if (nq != n_query || d != dim) {
+            rc = qf_errorf(QF_ERR_SHAPE, "%s: features of image %lld are [%d, %d], expected [%d, %d]",
+                           st->path, (long long)ids[i], nq, d, n_query, dim);
+            goto done;
+        }
+        feats_copy(st, blob, per, out + (size_t)i * per);
+        found[i] = 1;
+    }
 done:
     sqlite3_finalize(s);
     return rc;
@@ -611,7 +678,10 @@ qf_status qf_store_feats_foreach(qf_store *st, qf_store_feats_fn fn, void *user)
     qf_status rc;
     float *buf = NULL;
     size_t cap = 0;
-    if ((rc = prep(st, "SELECT f.image_id, f.n_query, f.dim, f.f32 FROM image_feats f "
+    if ((rc = prep(st, st->feats_f16 ? "SELECT f.image_id, f.n_query, f.dim, f.f16 FROM image_feats_f16 f "
+                                     "JOIN images i ON i.id = f.image_id WHERE i.status = 'ok' "
+                                     "ORDER BY f.image_id"
+                                   : "SELECT f.image_id, f.n_query, f.dim, f.f32 FROM image_feats f "
                        "JOIN images i ON i.id = f.image_id WHERE i.status = 'ok' "
                        "ORDER BY f.image_id", &s)) != QF_OK)
         return rc;
@@ -628,7 +698,7 @@ qf_status qf_store_feats_foreach(qf_store *st, qf_store_feats_fn fn, void *user)
             buf = b;
             cap = n;
         }
-        memcpy(buf, blob, n * sizeof *buf);
+        feats_copy(st, blob, n, buf);
         if ((rc = fn(id, buf, user)) != QF_OK) goto done;
     }
     if (r != SQLITE_DONE) rc = db_err(st, r, "listing image features");

@@ -139,12 +139,27 @@ qf_status qf_store_image_counts(qf_store *st, int64_t *counts);
  * The exact float32 features [n_query, dim] of each embedded image (what
  * the FAISS index is built from). They belong to ok images: an image that
  * goes back to pending or to error loses them. Stored little-endian. */
+/* Storage type of the features: float32 (default, exact) or IEEE half
+ * (meta store_dtype 'f16', table image_feats_f16: half the size; values
+ * read back within 2^-11 relative, so exact rescoring within ~1e-3 of
+ * F32). Read from meta at open; set_feats_f16 records it (the caller
+ * makes sure no features of the other type are stored). Every feats_*
+ * call converts, so readers always see float32. */
+int       qf_store_feats_f16(const qf_store *st);
+qf_status qf_store_set_feats_f16(qf_store *st, int f16);
 /* feats[n_query * dim] (borrowed). Inserts or replaces. */
 qf_status qf_store_feats_put(qf_store *st, int64_t image_id, int n_query, int dim, const float *feats);
 /* Copies the features into out[n_query * dim] (caller-owned).
  * QF_ERR_MISSING if the image has none, QF_ERR_SHAPE if they were stored
  * with another shape. */
 qf_status qf_store_feats_get(qf_store *st, int64_t image_id, int n_query, int dim, float *out);
+/* Batch read for exact rescoring: the features of images ids[n] (borrowed)
+ * into out[n * n_query * dim] (caller-owned), through one prepared
+ * statement; found[n] (caller-owned) is 1 where the image has features, 0
+ * where it has none (deleted or re-queued since the caller saw its id; its
+ * rows of out are left as they were). QF_ERR_SHAPE as qf_store_feats_get. */
+qf_status qf_store_feats_get_many(qf_store *st, int64_t n, const int64_t *ids, int n_query, int dim,
+                                  float *out, int *found);
 /* Calls fn for the features of every ok image, in image id order; feats
  * [n_query * dim as stored] is borrowed, valid during the call. fn must not
  * write to the store; a non-QF_OK return stops the walk and is returned. */

@@ -530,3 +530,66 @@ done:
     qf_free(cand);
     return st;
 }
+
+/* ---- approximate candidates ------------------------------------------------- */
+
+int64_t qf_vindex_nlist(const qf_vindex *vi) {
+    FaissIndexIVF *ivf = find_ivf(vi->index);
+    return ivf ? (int64_t)faiss_IndexIVF_nlist(ivf) : 0;
+}
+
+int64_t qf_vindex_code_size(const qf_vindex *vi) {
+    size_t n = 0;
+    FaissIndexIVF *ivf = find_ivf(vi->index);
+    FaissIndex *ix = vi->index;
+    FaissIndexIDMap *map = faiss_IndexIDMap_cast(ix);
+    if (map) ix = faiss_IndexIDMap_sub_index(map);
+    if (ivf) {
+        /* an IVF index's sa_code_size adds the list number; its stored code is the rest */
+        size_t full = 0;
+        if (faiss_Index_sa_code_size((FaissIndex *)ivf, &full) != 0) return 0;
+        int64_t nl = (int64_t)faiss_IndexIVF_nlist(ivf), list_bytes = 0;
+        for (int64_t v = nl - 1; v > 0; v >>= 8) list_bytes++;
+        return (int64_t)full > list_bytes ? (int64_t)full - list_bytes : (int64_t)full;
+    }
+    if (faiss_Index_sa_code_size(ix, &n) != 0) return 0;
+    return (int64_t)n;
+}
+
+qf_status qf_vindex_search_candidates(const qf_vindex *vi, int n_q, const float *q,
+                                      int n_query, int64_t n_images,
+                                      qf_vindex_hit *hits, int64_t *n_hits) {
+    qf_status st = QF_OK;
+    *n_hits = 0;
+    if (n_q <= 0 || n_query <= 0 || n_images <= 0)
+        return qf_errorf(QF_ERR_ARG, "candidate search: n_q=%d n_query=%d n=%lld must be positive",
+                         n_q, n_query, (long long)n_images);
+    faiss_set_distance_compute_blas_threshold(1);
+    int64_t ntotal = faiss_Index_ntotal(vi->index);
+    if (ntotal == 0) return QF_OK;
+    int64_t kp = n_images > ntotal / n_query ? ntotal : n_images * n_query;
+    size_t cap = (size_t)n_q * (size_t)kp;
+    float *scores = qf_malloc(cap * sizeof *scores);
+    int64_t *ids = qf_malloc(cap * sizeof *ids);
+    qf_vindex_hit *cand = qf_malloc(cap * sizeof *cand);
+    if (!scores || !ids || !cand) {
+        st = qf_errorf(QF_ERR_NOMEM, "candidate search: out of memory (%lld results)", (long long)cap);
+        goto done;
+    }
+    if (faiss_Index_search(vi->index, n_q, q, kp, scores, ids) != 0) {
+        st = qf_errorf(QF_ERR_INDEX, "candidate search (k'=%lld): %s", (long long)kp, faiss_msg());
+        goto done;
+    }
+    int64_t m = 0;
+    for (size_t i = 0; i < cap; i++)
+        if (ids[i] >= 0) cand[m++] = (qf_vindex_hit){ ids[i] / n_query, scores[i] };
+    m = reduce_images(cand, m);
+    if (m > n_images) m = n_images;
+    memcpy(hits, cand, (size_t)m * sizeof *hits);
+    *n_hits = m;
+done:
+    qf_free(scores);
+    qf_free(ids);
+    qf_free(cand);
+    return st;
+}

@@ -111,4 +111,24 @@ qf_status qf_vindex_search_images(const qf_vindex *vi, int n_q, const float *q,
                                   int n_query, int64_t k,
                                   qf_vindex_hit *hits, int64_t *n_hits);
 
+/* IVF cells (nlist) of an IVF index, also behind transforms; 0 for other
+ * types. */
+int64_t qf_vindex_nlist(const qf_vindex *vi);
+
+/* Bytes per stored vector code (FAISS sa_code_size: 4 * dim for Flat, m
+ * for PQm); 0 when FAISS cannot tell. */
+int64_t qf_vindex_code_size(const qf_vindex *vi);
+
+/* Approximate candidates for exact rescoring: one FAISS search per query
+ * vector for n_images * n_query vectors (capped at the index size), reduced
+ * to images by their best (index-scored) vector over all query vectors;
+ * hits[n_images] (caller-owned) receives the first n_images images in that
+ * order (ties by image id), *n_hits how many. Unlike
+ * qf_vindex_search_images it never widens the search: with an approximate
+ * index its scores are estimates, so no test on them can prove exactness;
+ * the caller rescores the candidates exactly (index/ann.h). */
+qf_status qf_vindex_search_candidates(const qf_vindex *vi, int n_q, const float *q,
+                                      int n_query, int64_t n_images,
+                                      qf_vindex_hit *hits, int64_t *n_hits);
+
 #endif

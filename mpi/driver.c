@@ -96,7 +96,7 @@ static qf_status recv_wire(qf_wire *wb, int source, int *src_out, int *tag_out) 
 static qf_status worker_loop(const qf_index_opts *o, int n_thr) {
     qf_pipeline *w = NULL;
     qf_wire work = { 0 }, res = { 0 };
-    qf_status s = qf_pipeline_init(o->model_dir, o->keep_vision, n_thr, &w);
+    qf_status s = qf_pipeline_init(o->model_dir, o->keep_vision, o->vit_bf16, n_thr, &w);
     if (s) return s;
     qf_wire_put_i32(&res, 0);                    /* first request: no results */
     for (;;) {

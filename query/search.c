@@ -7,6 +7,7 @@
 #include "embed/blip2.h"
 #include "embed/image.h"
 #include "index/store.h"
+#include "index/ann.h"
 #include "index/vindex.h"
 #include "embed/caption.h"
 
@@ -146,8 +147,14 @@ static qf_status open_index(search_ctx *x) {
     if (o->text && (s = qf_bert_load(x->mdir, &x->tok))) return s;
     char *faiss_path = qf_store_index_path(o->db_path);
     if (!faiss_path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-    if (stat(faiss_path, &sb) == 0 && !(s = qf_vindex_read(faiss_path, &x->vi)) && o->nprobe > 0)
-        s = qf_vindex_set_param(x->vi, "nprobe", o->nprobe);
+    if (stat(faiss_path, &sb) == 0 && !(s = qf_vindex_read(faiss_path, &x->vi))) {
+        qf_ann_layout lay;
+        qf_ann_params ap;
+        if (!(s = qf_ann_layout_load(x->st, o->db_path, &lay, &ap))) {
+            if (o->nprobe > 0) ap.nprobe = o->nprobe;
+            if (!(s = qf_ann_apply(x->vi, &ap)) && o->nprobe > 0) s = qf_vindex_set_param(x->vi, "nprobe", o->nprobe);
+        }
+    }
     qf_free(faiss_path);
     x->env = (qf_search_env){ .st = x->st, .m = x->m, .bs = x->bs, .tok = x->tok, .pp = &x->pp, .vi = x->vi,
                               .factory = x->factory, .pooled = atoi(x->pooled_s) };
@@ -184,69 +191,45 @@ static qf_status query_vectors(search_ctx *x) {
     return s;
 }
 
-/* Candidates from hits[n_hits] scored with the exact ITC of the stored
- * features. Images deleted or re-queued since the FAISS file was written
- * (during an index run, or after a killed one) are skipped, even when the
- * deletion lands between reading the row and its features. */
-static qf_status score_hits(search_ctx *x, const qf_vindex_hit *vh, int64_t n_hits, float *feats) {
-    const int Q = qf_blip2_n_query(x->env.m), E = qf_blip2_embed_dim(x->env.m);
-    free_cands(x->c, x->n_c);
-    x->n_c = 0;
-    x->c = qf_calloc((size_t)(n_hits ? n_hits : 1), sizeof *x->c);
-    if (!x->c) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-    for (int64_t i = 0; i < n_hits; i++) {
-        qf_store_image *img = NULL;
-        qf_status s = qf_store_image_get(x->env.st, vh[i].image_id, &img);
-        if (s) return s;
-        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
-        s = qf_store_feats_get(x->env.st, vh[i].image_id, Q, E, feats);
-        if (s == QF_ERR_MISSING) { qf_free(img); continue; }   /* deleted by an index run since the row was read */
-        if (s) { qf_free(img); return s; }
-        float best = -INFINITY;
-        for (int a = 0; a < x->n_qv; a++) {
-            float sc = qf_blip2_itc_score(feats, Q, x->qv + (size_t)a * E, E);
-            if (sc > best) best = sc;
-        }
-        cand *cd = &x->c[x->n_c++];
-        cd->id = vh[i].image_id;
-        cd->itc = cd->score = best;
-        cd->img = img;
-    }
-    return QF_OK;
-}
-
-/* Stage 3: FAISS candidates (no index written yet: no results), asked for
- * more until k usable images are found or it has no more, then ranked by
- * exact ITC and cut to k. */
-static qf_status rank_itc(search_ctx *x) {
-    const int Q = qf_blip2_n_query(x->env.m), E = qf_blip2_embed_dim(x->env.m), k = x->k;
+/* Stage 3: FAISS candidates (no index written yet: no results) rescored
+ * exactly from the stored features with the settings tuned at index time
+ * (index/ann.h; --candidates overrides them), the best k kept. Images
+ * deleted or re-queued since the FAISS file was written are skipped
+ * (qf_ann_search widens the pool to find k). The tuned nprobe was applied
+ * to the index when it was loaded (open_index, or the server's snapshot). */
+static qf_status rank_itc(search_ctx *x, qf_search_result *out) {
+    const int k = x->k;
     const qf_vindex *vi = x->env.vi;
-    qf_vindex_hit *vh = NULL;
-    float *feats = NULL;
+    qf_ann_hit *ah = NULL;
     qf_status s = QF_OK;
     if (!vi) return QF_OK;
-    const int pooled = x->env.pooled;
-    int exact = !pooled && qf_vindex_factory_exact(x->env.factory);
-    int64_t kc = exact ? k : (k * 4 > k + 32 ? k * 4 : k + 32), n_hits = 0;
-    if (!(feats = qf_malloc((size_t)Q * E * sizeof *feats))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-    for (;;) {
-        qf_vindex_hit *nvh = qf_realloc(vh, (size_t)kc * sizeof *vh);
-        if (!nvh) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-        vh = nvh;
-        if ((s = qf_vindex_search_images(vi, x->n_qv, x->qv, pooled ? 1 : Q, kc, vh, &n_hits)) ||
-            (s = score_hits(x, vh, n_hits, feats)))
-            goto done;
-        if (x->n_c >= k || n_hits < kc || kc > INT64_MAX / 4) break;   /* enough, or FAISS has no more */
-        kc *= 2;
+    qf_ann_layout lay;
+    qf_ann_params ap;
+    if ((s = qf_ann_layout_load(x->env.st, x->o->db_path ? x->o->db_path : "the index", &lay, &ap))) goto done;
+    if (x->o->nprobe > 0) ap.nprobe = x->o->nprobe;
+    if (x->o->candidates > 0) ap.candidates = x->o->candidates;
+    if (!lay.exact)
+        snprintf(out->mode, sizeof out->mode, "%s, %s, nprobe %d, %d candidates rescored exactly",
+                 x->env.pooled ? "pooled (approximate)" : "exact scores", x->env.factory, ap.nprobe,
+                 ap.candidates > 0 ? ap.candidates : (k * 4 > k + 32 ? k * 4 : k + 32));
+    int n_ah = 0;
+    if (!(ah = qf_malloc((size_t)k * sizeof *ah))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    if ((s = qf_ann_search(x->env.st, vi, &lay, &ap, x->n_qv, x->qv, k, ah, &n_ah))) goto done;
+    free_cands(x->c, x->n_c);
+    x->n_c = 0;
+    if (!(x->c = qf_calloc((size_t)(n_ah ? n_ah : 1), sizeof *x->c))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
+    for (int i = 0; i < n_ah; i++) {
+        qf_store_image *img = NULL;
+        if ((s = qf_store_image_get(x->env.st, ah[i].image_id, &img))) goto done;
+        if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }   /* deleted since */
+        cand *cd = &x->c[x->n_c++];
+        cd->id = ah[i].image_id;
+        cd->itc = cd->score = ah[i].itc;
+        cd->img = img;
     }
     qsort(x->c, (size_t)x->n_c, sizeof *x->c, cand_cmp);
-    if (x->n_c > k) {
-        for (int i = k; i < x->n_c; i++) { qf_free(x->c[i].img); x->c[i].img = NULL; }
-        x->n_c = k;
-    }
 done:
-    qf_free(feats);
-    qf_free(vh);
+    qf_free(ah);
     return s;
 }
 
@@ -360,7 +343,7 @@ static qf_status fill_result(search_ctx *x, qf_search_result *out) {
 static qf_status run_stages(search_ctx *x, qf_search_result *out) {
     qf_status s;
     snprintf(out->mode, sizeof out->mode, "%s, %s", x->env.pooled ? "pooled (approximate)" : "exact", x->env.factory);
-    if (!(s = query_vectors(x)) && !(s = rank_itc(x)) && !(s = rerank_itm(x, out)) && !(s = caption_hits(x, out)))
+    if (!(s = query_vectors(x)) && !(s = rank_itc(x, out)) && !(s = rerank_itm(x, out)) && !(s = caption_hits(x, out)))
         s = fill_result(x, out);
     return s;
 }

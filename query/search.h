@@ -36,7 +36,8 @@ typedef struct {
     const char *prompt;          /* caption prompt, NULL = none                   */
     const qf_gen_params *gen;    /* NULL: the captioning checkpoint's defaults    */
     qf_opt_weights caption_dtype;/* OPT weights for captions (default F32: exact) */
-    int         nprobe;          /* IVF probes (0: FAISS default)                 */
+    int         nprobe;          /* IVF probes (0: the tuned value, else FAISS's) */
+    int         candidates;      /* images rescored exactly (0: the tuned value)  */
 } qf_search_opts;
 
 typedef struct {

@@ -6,6 +6,7 @@
  * per-connection memory, idle connections time out, bodies are counted. */
 #include "query/serve.h"
 
+#include "index/ann.h"
 #include "index/dbinfo.h"
 #include "index/export.h"
 
@@ -107,7 +108,7 @@ static int key_eq(const snap_key *a, const snap_key *b) {
            a->size == b->size && a->pooled == b->pooled && !strcmp(a->factory, b->factory);
 }
 
-static qf_status snap_load(qf_server *sv, const snap_key *k, snapshot **out) {
+static qf_status snap_load(qf_server *sv, qf_store *st, const snap_key *k, snapshot **out) {
     snapshot *sn = qf_calloc(1, sizeof *sn);
     if (!sn) return qf_errorf(QF_ERR_NOMEM, "out of memory");
     sn->refs = 1;
@@ -119,7 +120,12 @@ static qf_status snap_load(qf_server *sv, const snap_key *k, snapshot **out) {
         s = QF_OK;
         sn->vi = NULL;
     }
-    if (s) { qf_free(sn); return s; }
+    if (!s && sn->vi) {                /* the nprobe tuned at index time, once */
+        qf_ann_layout lay;
+        qf_ann_params ap;
+        if (!(s = qf_ann_layout_load(st, sv->db_path, &lay, &ap))) s = qf_ann_apply(sn->vi, &ap);
+    }
+    if (s) { qf_vindex_free(sn->vi); qf_free(sn); return s; }
     *out = sn;
     return QF_OK;
 }
@@ -139,7 +145,7 @@ static qf_status snap_get(qf_server *sv, worker *w, snapshot **out) {
     if (!reload) return QF_OK;
 
     snapshot *sn = NULL;
-    s = snap_load(sv, &k, &sn);
+    s = snap_load(sv, w->st, &k, &sn);
     pthread_mutex_lock(&sv->mu);
     sv->reloading = 0;
     snapshot *old = NULL;
@@ -713,7 +719,7 @@ qf_status qf_serve_start(const qf_serve_opts *o, qf_server **out) {
         if ((s = qf_blip2_state_init(sv->m, &sv->w[i].bs))) goto fail;
     }
     snap_key k;
-    if ((s = read_key(sv, sv->w[0].st, &k)) || (s = snap_load(sv, &k, &sv->cur))) goto fail;
+    if ((s = read_key(sv, sv->w[0].st, &k)) || (s = snap_load(sv, sv->w[0].st, &k, &sv->cur))) goto fail;
 
     /* requests run in parallel, one per thread: BLAS single-threaded */
     openblas_set_num_threads(1);

@@ -184,18 +184,20 @@ static void naive_attention(float *out, int ldo, const float *Q, int ldq, const 
 
 static void check_attention(int Lq, int Lk, int H, int d, int use_mask, int causal, int pos0) {
     const int D = H * d, ld = 3 * D;            /* packed qkv rows as the ViT has them */
+    openblas_set_num_threads(2);                /* scratch for the widest of the two runs */
+    const size_t n_scratch = qf_attention_scratch(Lq, Lk, H, d);
     int L = Lq > Lk ? Lq : Lk;
     float *qkv = malloc(sizeof(float) * L * ld), *mask = malloc(sizeof(float) * Lk);
     float *o1 = calloc((size_t)Lq * D, sizeof(float)), *o2 = calloc((size_t)Lq * D, sizeof(float));
-    float *ref = calloc((size_t)Lq * D, sizeof(float)), *scratch = malloc(sizeof(float) * qf_attention_scratch(Lq, Lk, H, d));
+    float *ref = calloc((size_t)Lq * D, sizeof(float)), *scratch = malloc(sizeof(float) * n_scratch);
     for (int i = 0; i < L * ld; i++) qkv[i] = 2.0f * frand();
     for (int j = 0; j < Lk; j++) mask[j] = j % 5 == 3 ? -10000.0f : 0.0f;
     const float scale = 1.0f / sqrtf((float)d), *mk = use_mask ? mask : NULL;
     naive_attention(ref, D, qkv, ld, qkv + D, ld, qkv + 2 * D, ld, Lq, Lk, H, d, scale, mk, causal, pos0);
     openblas_set_num_threads(1);
-    qf_attention(o1, D, qkv, ld, qkv + D, ld, qkv + 2 * D, ld, Lq, Lk, H, d, scale, mk, causal, pos0, scratch, qf_attention_scratch(Lq, Lk, H, d));
+    qf_attention(o1, D, qkv, ld, qkv + D, ld, qkv + 2 * D, ld, Lq, Lk, H, d, scale, mk, causal, pos0, scratch, n_scratch);
     openblas_set_num_threads(2);
-    qf_attention(o2, D, qkv, ld, qkv + D, ld, qkv + 2 * D, ld, Lq, Lk, H, d, scale, mk, causal, pos0, scratch, qf_attention_scratch(Lq, Lk, H, d));
+    qf_attention(o2, D, qkv, ld, qkv + D, ld, qkv + 2 * D, ld, Lq, Lk, H, d, scale, mk, causal, pos0, scratch, n_scratch);
     openblas_set_num_threads(1);
     char what[96];
     snprintf(what, sizeof what, "attention Lq=%d Lk=%d H=%d d=%d mask=%d causal=%d pos0=%d",
