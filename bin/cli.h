@@ -18,6 +18,7 @@ int qf_cmd_search(int argc, char **argv);
 int qf_cmd_export(int argc, char **argv);
 int qf_cmd_pull(int argc, char **argv);
 int qf_cmd_bench(int argc, char **argv);
+int qf_cmd_serve(int argc, char **argv);
 
 /* Prints "qformer CMD: <qf_last_error()>" to stderr and returns exit code 1. */
 int qf_cli_fail(const char *cmd, qf_status s);

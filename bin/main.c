@@ -27,6 +27,7 @@ static const struct {
     { "caption",  qf_cmd_caption,  "caption images with a BLIP-2 OPT checkpoint" },
     { "index",    qf_cmd_index,    "embed a folder of images into a FAISS + SQLite index" },
     { "search",   qf_cmd_search,   "search an index by text or by image" },
+    { "serve",    qf_cmd_serve,    "an index and its models kept loaded: JSON API and search page" },
     { "export",   qf_cmd_export,   "write an index's features as .npy + .jsonl" },
     { "pull",     qf_cmd_pull,     "download a checkpoint from the Hugging Face hub into the cache" },
     { "bench",    qf_cmd_bench,    "speed of the full-size models on random in-memory weights" },
@@ -43,6 +44,7 @@ static const struct { const char *cmd, *opts; } value_options[] = {
     { "caption",  " model prompt max-new-tokens min-new-tokens num-beams length-penalty repetition-penalty format dtype " },
     { "index",    " model db factory max-index-memory dtype store-dtype batch threads checkpoint " },
     { "search",   " db k rerank caption caption-model caption-dtype prompt model nprobe candidates format out image " },
+    { "serve",    " db caption-model caption-dtype model host port threads " },
     { "export",   " db out " },
     { "pull",     " revision dir endpoint retries " },
     { "bench",    " threads dtype only repeat decode-tokens format " },
@@ -103,6 +105,7 @@ static const char help_tail[] =
     "  qformer index --model Salesforce/blip2-itm-vit-g --db photos.db ~/Pictures\n"
     "  qformer search --db photos.db --rerank 20 \"a cat on a sofa\"\n"
     "  qformer search --db photos.db --format html --out cats.html \"a cat\"\n"
+    "  qformer serve --db photos.db --port 8080\n"
     "  mpirun -np 4 qformer --quiet index --model Salesforce/blip2-itm-vit-g \\\n"
     "      --db big.db /data/photos\n";
 

@@ -3,7 +3,7 @@
 # Use: source completions/qformer.bash (or copy it to
 # /usr/share/bash-completion/completions/qformer).
 
-_qformer_commands="embed tokenize info caption index search export pull bench"
+_qformer_commands="embed tokenize info caption index search serve export pull bench"
 _qformer_globals="-q --quiet -v --verbose -h --help -V --version"
 
 # long and short options of a command
@@ -15,6 +15,7 @@ _qformer_options() {
     caption) echo "--model --prompt --max-new-tokens --min-new-tokens --num-beams --length-penalty --repetition-penalty --dtype --format --help --quiet --verbose" ;;
     index) echo "--model --db --factory --max-index-memory --batch --threads --pooled --no-pooled --keep-vision --checkpoint --retry-failed --dtype --store-dtype --quiet --help --verbose" ;;
     search) echo "--db -k --rerank --caption --caption-model --caption-dtype --prompt --model --nprobe --candidates --format --out --image --help --quiet --verbose" ;;
+    serve) echo "--db --caption-model --caption-dtype --model --host --port --threads --help --quiet --verbose" ;;
     export) echo "--db --out --help --quiet --verbose" ;;
     pull) echo "--revision --dir --endpoint --retries --quiet --help --verbose" ;;
     bench) echo "--threads --dtype --only --repeat --decode-tokens --format --help --quiet --verbose" ;;
@@ -67,6 +68,13 @@ _qformer_value() {
     "search --format") echo "choice:table json html" ;;
     "search --out") echo "file" ;;
     "search --image") echo "file" ;;
+    "serve --db") echo "file" ;;
+    "serve --caption-model") echo "model" ;;
+    "serve --caption-dtype") echo "choice:f32 bf16 int8" ;;
+    "serve --model") echo "model" ;;
+    "serve --host") echo "none" ;;
+    "serve --port") echo "none" ;;
+    "serve --threads") echo "none" ;;
     "export --db") echo "file" ;;
     "export --out") echo "dir" ;;
     "pull --revision") echo "none" ;;

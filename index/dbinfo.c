@@ -1,6 +1,7 @@
 /* dbinfo.c - see dbinfo.h. */
 #include "index/dbinfo.h"
 
+#include "index/ann.h"
 #include "index/vindex.h"
 
 #include <stdarg.h>
@@ -182,4 +183,30 @@ done:
     qf_free(ok);
     qf_store_close(st);
     return s;
+}
+
+json_t *qf_dbinfo_json(const char *db_path, const qf_dbinfo *d) {
+    int64_t total = d->counts[QF_IMAGE_OK] + d->counts[QF_IMAGE_ERROR] + d->counts[QF_IMAGE_PENDING];
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:I, s:o, s:o, s:b, s:i}",
+        "db", db_path, "images", (json_int_t)total, "ok", (json_int_t)d->counts[QF_IMAGE_OK],
+        "failed", (json_int_t)d->counts[QF_IMAGE_ERROR], "pending", (json_int_t)d->counts[QF_IMAGE_PENDING],
+        "model", d->model_path, "model_fingerprint", d->fingerprint, "factory", d->factory, "pooled", d->pooled,
+        "dim", d->dim, "n_query", d->n_query, "index_file", d->index_file, "db_bytes", (json_int_t)d->db_bytes,
+        /* never -1: a vector index not written yet or unreadable is null */
+        "index_bytes", d->faiss_bytes >= 0 ? json_integer(d->faiss_bytes) : json_null(),
+        "index_vectors", d->faiss_ntotal >= 0 ? json_integer(d->faiss_ntotal) : json_null(),
+        "index_in_sync", d->faiss_generation == d->generation, "schema_version", d->schema_version);
+    if (o) {   /* the factory choice and the tuned search settings (index/ann.h) */
+        json_object_set_new(o, "vision_dtype", json_string(d->vision_dtype));
+        json_object_set_new(o, "store_dtype", json_string(d->store_dtype));
+        json_object_set_new(o, "factory_request", json_string(d->factory_request));
+        json_object_set_new(o, "factory_reason", d->factory_reason[0] ? json_string(d->factory_reason) : json_null());
+        json_object_set_new(o, "search", json_pack("{s:b, s:i, s:i, s:o, s:i, s:I, s:f}",
+            "exact", qf_ann_factory_is_exact(d->factory, d->pooled), "nprobe", d->search_nprobe,
+            "candidates", d->search_candidates,
+            "tuned_recall", d->tune_recall >= 0 ? json_real(d->tune_recall) : json_null(),
+            "tuned_probes", d->tune_probes, "tuned_images", (json_int_t)d->tune_images,
+            "tune_target", d->tune_target));
+    }
+    return o;
 }

@@ -6,6 +6,7 @@
 #include "embed/common.h"
 #include "index/store.h"
 
+#include <jansson.h>
 #include <stdint.h>
 
 typedef struct {
@@ -32,6 +33,11 @@ typedef struct {
 } qf_dbinfo;
 
 qf_status qf_dbinfo_get(const char *db_path, qf_dbinfo *out);
+
+/* What `qformer info --db FILE.db --format json` prints, as a new jansson
+ * object the caller releases (json_decref); NULL when a string is not
+ * UTF-8 or memory runs out. */
+json_t *qf_dbinfo_json(const char *db_path, const qf_dbinfo *d);
 
 /* Calls fn for every image recorded as bad input (borrowed record). */
 qf_status qf_dbinfo_failures(const char *db_path, qf_store_image_fn fn, void *user);

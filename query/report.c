@@ -140,12 +140,13 @@ static void html_escape(FILE *f, const char *str) {
     }
 }
 
-/* Thumbnail of the image at path, longest side px, as a JPEG data URI
- * (qf_malloc'd). Decoded by qf_img_load like the embedding, so the EXIF
- * orientation is applied here too and the (EXIF-free) thumbnail shows what
- * the model saw, not what a browser makes of the original file. */
-static qf_status thumbnail(const char *path, int px, char **uri) {
-    *uri = NULL;
+/* The image at path as a JPEG thumbnail, longest side px (*jpeg
+ * qf_malloc'd, *len bytes). Decoded by qf_img_load like the embedding, so the
+ * EXIF orientation is applied here too and the (EXIF-free) thumbnail shows
+ * what the model saw, not what a browser makes of the original file. */
+qf_status qf_report_thumb_jpeg(const char *path, int px, unsigned char **jpeg, size_t *len) {
+    *jpeg = NULL;
+    *len = 0;
     qf_img img = { 0 }, small = { 0 };
     qf_status s = qf_img_load(path, NULL, &img);
     if (s) return s;
@@ -180,14 +181,30 @@ static qf_status thumbnail(const char *path, int px, char **uri) {
     jpeg_finish_compress(&cinfo);
     jpeg_destroy_compress(&cinfo);
     qf_img_free(&small);
+    /* libjpeg malloc'd the buffer: copy it behind the allocation seam */
+    *jpeg = qf_malloc(jpg_len ? jpg_len : 1);
+    if (!*jpeg) { free(jpg); return qf_errorf(QF_ERR_NOMEM, "out of memory encoding a thumbnail"); }
+    memcpy(*jpeg, jpg, jpg_len);
+    *len = jpg_len;
+    free(jpg);
+    return QF_OK;
+}
 
+/* Thumbnail of the image at path, longest side px, as a JPEG data URI
+ * (qf_malloc'd). */
+static qf_status thumbnail(const char *path, int px, char **uri) {
+    *uri = NULL;
+    unsigned char *jpg = NULL;
+    size_t jpg_len = 0;
+    qf_status s = qf_report_thumb_jpeg(path, px, &jpg, &jpg_len);
+    if (s) return s;
     static const char prefix[] = "data:image/jpeg;base64,";
     size_t b64 = 4 * ((jpg_len + 2) / 3);
     char *out = qf_malloc(sizeof prefix + b64 + 1);
-    if (!out) { free(jpg); return qf_errorf(QF_ERR_NOMEM, "out of memory encoding a thumbnail"); }
+    if (!out) { qf_free(jpg); return qf_errorf(QF_ERR_NOMEM, "out of memory encoding a thumbnail"); }
     memcpy(out, prefix, sizeof prefix - 1);
     EVP_EncodeBlock((unsigned char *)out + sizeof prefix - 1, jpg, (int)jpg_len);
-    free(jpg);
+    qf_free(jpg);
     *uri = out;
     return QF_OK;
 }

@@ -33,4 +33,10 @@ qf_status qf_report_table(FILE *f, const qf_report_info *info, const qf_hit *hit
  * placeholder card with the error, never a failed page. */
 qf_status qf_report_html(FILE *f, const qf_report_info *info, const qf_hit *hits, int n);
 
+/* The image at path decoded, resized (PIL bicubic) to a longest side of px
+ * unless smaller, and encoded as JPEG (quality 85): the gallery's
+ * thumbnails. *jpeg: new buffer of *len bytes the caller frees (qf_free).
+ * Errors as qf_img_load. */
+qf_status qf_report_thumb_jpeg(const char *path, int px, unsigned char **jpeg, size_t *len);
+
 #endif

@@ -44,7 +44,7 @@ static void free_cands(cand *c, int n) {
     qf_free(c);
 }
 
-static qf_status vision_of(qf_blip2 *m, qf_blip2_state *bs, qf_store *st, const qf_img_preproc *pp, cand *c,
+static qf_status vision_of(const qf_blip2 *m, qf_blip2_state *bs, qf_store *st, const qf_img_preproc *pp, cand *c,
                            int *from_cache) {
     const int Nv = qf_blip2_n_vis(m), Dv = qf_blip2_vis_dim(m), S = qf_blip2_image_size(m);
     float *x = NULL;
@@ -80,18 +80,24 @@ static int rerank_cmp(const void *a, const void *b) {
     return cand_cmp(a, b);
 }
 
-/* Everything one search holds; released by ctx_free. */
+/* Everything one search holds; released by ctx_free. The stages use env;
+ * qf_search_run's open_index fills it from what it loads (owned here), a
+ * caller of qf_search_env_run from what it keeps loaded (borrowed). */
 typedef struct {
     const qf_search_opts *o;
     int             k;            /* results wanted                          */
     int             want;         /* candidates by ITC: max(k, rerank N)     */
-    qf_store       *st;
+    qf_search_env   env;
+    qf_store       *st;           /* owned (open_index)                      */
+    int             faiss_missing;   /* no FAISS file beside the database     */
+    char            faiss_why[512];  /* why it could not be read ("" if read) */
     qf_blip2       *m;
     qf_blip2_state *bs;
+    qf_bert        *tok;
+    qf_vindex      *vi;
     qf_img_preproc  pp;
     const char     *mdir;         /* the model used (o->model_dir or the index's) */
     char           *model_path, *fp, *factory, *pooled_s;
-    int             pooled;
     float          *qv;           /* query vectors [n_qv, E]                  */
     int             n_qv;
     int64_t         ids[QF_BERT_MAX_TXT_LEN], mask[QF_BERT_MAX_TXT_LEN];
@@ -104,19 +110,29 @@ static void ctx_free(search_ctx *x) {
     free_cands(x->c, x->n_c > 0 ? x->n_c : 0);
     qf_free(x->qv);
     qf_free(x->model_path); qf_free(x->fp); qf_free(x->factory); qf_free(x->pooled_s);
+    qf_vindex_free(x->vi);
+    qf_bert_free(x->tok);
     qf_blip2_state_free(x->bs);
     qf_blip2_free(x->m);
     qf_store_close(x->st);
 }
 
-/* Stage 1: the arguments, the store and its settings, and the model the
- * index was built with (same fingerprint). */
-static qf_status open_index(search_ctx *x, qf_search_result *out) {
+/* The arguments, given what is loaded. */
+static qf_status check_args(const qf_search_opts *o, const qf_search_env *env) {
+    if (!o->text == !(o->image_path || o->image_data)) return qf_errorf(QF_ERR_ARG, "give either a text or an image to search for");
+    if (o->rerank > 0 && !o->text) return qf_errorf(QF_ERR_ARG, "--rerank needs a text query (ITM scores image-text pairs)");
+    if (o->caption > 0 && !o->caption_model && !(env && env->cap))
+        return qf_errorf(QF_ERR_ARG, "--caption needs --caption-model DIR (a BLIP-2 OPT checkpoint)");
+    return QF_OK;
+}
+
+/* Stage 1 (qf_search_run): the arguments, the store and its settings, the
+ * model the index was built with (same fingerprint), its tokenizer, and the
+ * FAISS file beside the database (none yet: an empty index). */
+static qf_status open_index(search_ctx *x) {
     const qf_search_opts *o = x->o;
     qf_status s;
-    if (!o->text == !o->image_path) return qf_errorf(QF_ERR_ARG, "give either a text or an image to search for");
-    if (o->rerank > 0 && !o->text) return qf_errorf(QF_ERR_ARG, "--rerank needs a text query (ITM scores image-text pairs)");
-    if (o->caption > 0 && !o->caption_model) return qf_errorf(QF_ERR_ARG, "--caption needs --caption-model DIR (a BLIP-2 OPT checkpoint)");
+    if ((s = check_args(o, NULL))) return s;
     struct stat sb;
     if (stat(o->db_path, &sb) != 0) return qf_errorf(QF_ERR_IO, "%s: no such index database", o->db_path);
     /* captions are cached in the store when this process may write it */
@@ -126,8 +142,6 @@ static qf_status open_index(search_ctx *x, qf_search_result *out) {
         (s = meta_str(x->st, "factory", &x->factory, o->db_path)) ||
         (s = meta_str(x->st, "pooled", &x->pooled_s, o->db_path)))
         return s;
-    x->pooled = atoi(x->pooled_s);
-    snprintf(out->mode, sizeof out->mode, "%s, %s", x->pooled ? "pooled (approximate)" : "exact", x->factory);
     x->mdir = o->model_dir ? o->model_dir : x->model_path;
     struct stat mb;
     if (!o->model_dir && stat(x->mdir, &mb) != 0)
@@ -138,39 +152,65 @@ static qf_status open_index(search_ctx *x, qf_search_result *out) {
         return qf_errorf(QF_ERR_ARG, "%s: the index was built with another model (fingerprint %.16s, %s), not %s",
                          o->db_path, x->fp, x->model_path, x->mdir);
     if ((s = qf_blip2_state_init(x->m, &x->bs)) || (s = qf_img_preproc_load(x->mdir, &x->pp))) return s;
-    return qf_img_preproc_check(&x->pp, qf_blip2_image_size(x->m), x->mdir);
+    if ((s = qf_img_preproc_check(&x->pp, qf_blip2_image_size(x->m), x->mdir))) return s;
+    if (o->text && (s = qf_bert_load(x->mdir, &x->tok))) return s;
+    char *faiss_path = qf_store_index_path(o->db_path);
+    if (!faiss_path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    /* missing or unreadable: rank_itc answers from the stored features */
+    x->faiss_missing = stat(faiss_path, &sb) != 0;
+    if (!x->faiss_missing && qf_vindex_read(faiss_path, &x->vi)) {
+        snprintf(x->faiss_why, sizeof x->faiss_why, "%s", qf_last_error());
+        x->vi = NULL;
+    } else if (x->vi) {
+        qf_ann_layout lay;
+        qf_ann_params ap;
+        if (!(s = qf_ann_layout_load(x->st, o->db_path, &lay, &ap))) {
+            if (o->nprobe > 0) ap.nprobe = o->nprobe;
+            if (!(s = qf_ann_apply(x->vi, &ap)) && o->nprobe > 0) s = qf_vindex_set_param(x->vi, "nprobe", o->nprobe);
+        }
+    }
+    qf_free(faiss_path);
+    x->env = (qf_search_env){ .st = x->st, .m = x->m, .bs = x->bs, .tok = x->tok, .pp = &x->pp, .vi = x->vi,
+                              .factory = x->factory, .pooled = atoi(x->pooled_s) };
+    return s;
 }
 
 /* Stage 2: the query vectors: one text feature, or an image's n_query. */
 static qf_status query_vectors(search_ctx *x) {
-    const int Q = qf_blip2_n_query(x->m), E = qf_blip2_embed_dim(x->m);
+    const qf_search_env *e = &x->env;
+    const int Q = qf_blip2_n_query(e->m), E = qf_blip2_embed_dim(e->m);
     qf_status s;
     if (x->o->text) {
-        qf_bert *tok = NULL;
-        if (!(s = qf_bert_load(x->mdir, &tok)))
-            s = qf_bert_encode(tok, x->o->text, QF_BERT_MAX_TXT_LEN, 0, x->ids, x->mask, &x->n_tok);
-        if (!s && x->n_tok == QF_BERT_MAX_TXT_LEN) {     /* truncated? count the whole text once */
+        if (!e->tok) return qf_errorf(QF_ERR_ARG, "text search without a tokenizer");
+        if ((s = qf_bert_encode(e->tok, x->o->text, QF_BERT_MAX_TXT_LEN, 0, x->ids, x->mask, &x->n_tok))) return s;
+        if (x->n_tok == QF_BERT_MAX_TXT_LEN) {     /* truncated? count the whole text once */
             enum { LONG = 4096 };
             int64_t *all = qf_malloc((size_t)LONG * sizeof *all);
             int n_all = 0;
-            if (!all) s = qf_errorf(QF_ERR_NOMEM, "out of memory");
-            else if (!(s = qf_bert_encode(tok, x->o->text, LONG, 0, all, NULL, &n_all)) && n_all > x->n_tok)
+            if (!all) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+            if (!(s = qf_bert_encode(e->tok, x->o->text, LONG, 0, all, NULL, &n_all)) && n_all > x->n_tok)
                 qf_log(QF_LOG_WARN, "the query is %s%d tokens long; BLIP-2 reads the first %d (its max_txt_len), "
                        "the rest is ignored", n_all == LONG ? "over " : "", n_all, QF_BERT_MAX_TXT_LEN);
             qf_free(all);
+            if (s) return s;
         }
-        qf_bert_free(tok);
-        if (s) return s;
         x->n_qv = 1;
         if (!(x->qv = qf_malloc((size_t)E * sizeof *x->qv))) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-        return qf_blip2_text_feat(x->m, x->bs, x->ids, x->mask, x->n_tok, x->qv, NULL);
+        return qf_blip2_text_feat(e->m, e->bs, x->ids, x->mask, x->n_tok, x->qv, NULL);
     }
-    const int S = qf_blip2_image_size(x->m);
+    const int S = qf_blip2_image_size(e->m);
     float *pix = qf_malloc((size_t)3 * S * S * sizeof *pix);
     x->qv = qf_malloc((size_t)Q * E * sizeof *x->qv);
     if (!pix || !x->qv) { qf_free(pix); return qf_errorf(QF_ERR_NOMEM, "out of memory"); }
-    s = qf_img_load_pixels(x->o->image_path, &x->pp, NULL, pix, NULL, NULL, NULL);
-    if (!s) s = qf_blip2_image_feats(x->m, x->bs, pix, x->qv, NULL, NULL);
+    if (x->o->image_data) {          /* an encoded image in memory (an upload) */
+        qf_img img = { 0 };
+        s = qf_img_decode_mem(x->o->image_data, x->o->image_len, x->o->image_path, NULL, &img);
+        if (!s) s = qf_img_preprocess(e->pp, &img, pix, NULL);
+        qf_img_free(&img);
+    } else {
+        s = qf_img_load_pixels(x->o->image_path, e->pp, NULL, pix, NULL, NULL, NULL);
+    }
+    if (!s) s = qf_blip2_image_feats(e->m, e->bs, pix, x->qv, NULL, NULL);
     qf_free(pix);
     x->n_qv = Q;
     return s;
@@ -214,8 +254,8 @@ static int scored_cmp(const void *a, const void *b) {
 
 /* The best x->want images by exact ITC over all stored features. */
 static qf_status rank_store(search_ctx *x) {
-    full_scan f = { .qv = x->qv, .n_qv = x->n_qv, .Q = qf_blip2_n_query(x->m), .E = qf_blip2_embed_dim(x->m) };
-    qf_status s = qf_store_feats_foreach(x->st, scan_one, &f);
+    full_scan f = { .qv = x->qv, .n_qv = x->n_qv, .Q = qf_blip2_n_query(x->env.m), .E = qf_blip2_embed_dim(x->env.m) };
+    qf_status s = qf_store_feats_foreach(x->env.st, scan_one, &f);
     if (s) goto done;
     if (f.n) qsort(f.v, f.n, sizeof *f.v, scored_cmp);
     free_cands(x->c, x->n_c);
@@ -223,7 +263,7 @@ static qf_status rank_store(search_ctx *x) {
     if (!(x->c = qf_calloc((size_t)x->want, sizeof *x->c))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
     for (size_t i = 0; i < f.n && x->n_c < x->want; i++) {
         qf_store_image *img = NULL;
-        if ((s = qf_store_image_get(x->st, f.v[i].id, &img))) goto done;
+        if ((s = qf_store_image_get(x->env.st, f.v[i].id, &img))) goto done;
         if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }
         cand *cd = &x->c[x->n_c++];
         cd->id = f.v[i].id;
@@ -237,7 +277,8 @@ done:
 
 /* Stage 3: FAISS candidates (the file beside the database) rescored exactly
  * from the stored features with the settings tuned at index time unless
- * overridden (index/ann.h), the best `want` kept (k, or the rerank depth when
+ * overridden (index/ann.h; the tuned nprobe was applied when the index was
+ * loaded: open_index, or the server's snapshot), the best `want` kept (k, or the rerank depth when
  * that is larger). Images deleted or re-queued since the FAISS file was
  * written are skipped (qf_ann_search widens the pool to find them). Without a
  * readable FAISS file (not written yet, deleted, corrupt) the answer comes
@@ -245,46 +286,38 @@ done:
  * says what rebuilds it. */
 static qf_status rank_itc(search_ctx *x, qf_search_result *out) {
     const int k = x->want;
-    qf_vindex *vi = NULL;
+    const qf_vindex *vi = x->env.vi;
     qf_ann_hit *ah = NULL;
-    struct stat sb;
     qf_status s = QF_OK;
-    char *faiss_path = qf_store_index_path(x->o->db_path);
-    if (!faiss_path) return qf_errorf(QF_ERR_NOMEM, "out of memory");
-    int missing = stat(faiss_path, &sb) != 0;
-    if (missing || qf_vindex_read(faiss_path, &vi)) {
-        const char *db = x->o->db_path;
-        char why[1024];
-        snprintf(why, sizeof why, "%s", missing ? "" : qf_last_error());
-        if ((s = rank_store(x))) goto done;
-        if (x->n_c > 0 && missing)
-            qf_log(QF_LOG_WARN, "%s: the vector index is missing; answering from the features stored in %s "
-                   "(a full scan); `qformer index --db %s PATH...` rebuilds it", faiss_path, db, db);
+    if (!vi) {
+        const char *db = x->o->db_path ? x->o->db_path : "the index database";
+        if ((s = rank_store(x))) return s;
+        if (x->n_c > 0 && !x->faiss_why[0])
+            qf_log(QF_LOG_WARN, "%s: the vector index is missing; answering from the features stored in it "
+                   "(a full scan); `qformer index --db %s PATH...` rebuilds it", db, db);
         else if (x->n_c > 0)
             qf_log(QF_LOG_WARN, "%s; answering from the features stored in %s (a full scan); re-run "
-                   "`qformer index --db %s PATH...` to rebuild the vector index", why, db, db);
-        goto done;
+                   "`qformer index --db %s PATH...` to rebuild the vector index", x->faiss_why, db, db);
+        return QF_OK;
     }
     qf_ann_layout lay;
     qf_ann_params ap;
-    if ((s = qf_ann_layout_load(x->st, x->o->db_path, &lay, &ap))) goto done;
+    if ((s = qf_ann_layout_load(x->env.st, x->o->db_path ? x->o->db_path : "the index", &lay, &ap))) goto done;
     if (x->o->nprobe > 0) ap.nprobe = x->o->nprobe;
     if (x->o->candidates > 0) ap.candidates = x->o->candidates;
-    if (x->o->nprobe > 0 && (s = qf_vindex_set_param(vi, "nprobe", x->o->nprobe))) goto done;
-    if ((s = qf_ann_apply(vi, &ap))) goto done;
     if (!lay.exact)
         snprintf(out->mode, sizeof out->mode, "%s, %s, nprobe %d, %d candidates rescored exactly",
-                 x->pooled ? "pooled (approximate)" : "exact scores", x->factory, ap.nprobe,
+                 x->env.pooled ? "pooled (approximate)" : "exact scores", x->env.factory, ap.nprobe,
                  ap.candidates > 0 ? ap.candidates : (k * 4 > k + 32 ? k * 4 : k + 32));
     int n_ah = 0;
     if (!(ah = qf_malloc((size_t)k * sizeof *ah))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
-    if ((s = qf_ann_search(x->st, vi, &lay, &ap, x->n_qv, x->qv, k, ah, &n_ah))) goto done;
+    if ((s = qf_ann_search(x->env.st, vi, &lay, &ap, x->n_qv, x->qv, k, ah, &n_ah))) goto done;
     free_cands(x->c, x->n_c);
     x->n_c = 0;
     if (!(x->c = qf_calloc((size_t)(n_ah ? n_ah : 1), sizeof *x->c))) { s = qf_errorf(QF_ERR_NOMEM, "out of memory"); goto done; }
     for (int i = 0; i < n_ah; i++) {
         qf_store_image *img = NULL;
-        if ((s = qf_store_image_get(x->st, ah[i].image_id, &img))) goto done;
+        if ((s = qf_store_image_get(x->env.st, ah[i].image_id, &img))) goto done;
         if (!img || img->status != QF_IMAGE_OK) { qf_free(img); continue; }   /* deleted since */
         cand *cd = &x->c[x->n_c++];
         cd->id = ah[i].image_id;
@@ -293,9 +326,7 @@ static qf_status rank_itc(search_ctx *x, qf_search_result *out) {
     }
     qsort(x->c, (size_t)x->n_c, sizeof *x->c, cand_cmp);
 done:
-    qf_free(faiss_path);
     qf_free(ah);
-    qf_vindex_free(vi);
     return s;
 }
 
@@ -316,12 +347,12 @@ static qf_status rerank_itm(search_ctx *x, qf_search_result *out) {
     for (int i = 0; i < n_rr; i++) {
         cand *cd = &x->c[i];
         int from_cache = 0;
-        qf_status s = vision_of(x->m, x->bs, x->st, &x->pp, cd, &from_cache);
+        qf_status s = vision_of(x->env.m, x->env.bs, x->env.st, x->env.pp, cd, &from_cache);
         if (s) return s;
         if (from_cache < 0) continue;
         from_cache ? cached++ : computed++;
         float lg[2];
-        if ((s = qf_blip2_itm(x->m, x->bs, cd->vis, x->ids, x->mask, x->n_tok, lg))) return s;
+        if ((s = qf_blip2_itm(x->env.m, x->env.bs, cd->vis, x->ids, x->mask, x->n_tok, lg))) return s;
         cd->itm = lg[1];
         cd->has_itm = 1;
         cd->score = cd->itm + cd->itc;
@@ -361,12 +392,13 @@ static qf_status caption_hits(search_ctx *x, qf_search_result *out) {
     const qf_search_opts *o = x->o;
     int n_cap = o->caption < x->n_c ? o->caption : x->n_c;
     if (n_cap <= 0) return QF_OK;
-    qf_captioner *cap = NULL;
-    qf_status s = qf_captioner_load(o->caption_model, o->caption_dtype, &cap);
+    qf_captioner *own = NULL, *cap = x->env.cap;
+    qf_status s = cap ? QF_OK : qf_captioner_load(o->caption_model, o->caption_dtype, &own);
     if (s) return s;
+    if (!cap) cap = own;
     qf_gen_params gp = o->gen ? *o->gen : *qf_captioner_defaults(cap);
     const qf_blip2 *cm = qf_captioner_model(cap);
-    int same_vit = !strcmp(qf_blip2_vision_fingerprint(cm), qf_blip2_vision_fingerprint(x->m));
+    int same_vit = !strcmp(qf_blip2_vision_fingerprint(cm), qf_blip2_vision_fingerprint(x->env.m));
     char settings[160];
     qf_caption_settings(&gp, o->caption_dtype, settings, sizeof settings);
     const char *prompt = o->prompt ? o->prompt : "";
@@ -374,24 +406,24 @@ static qf_status caption_hits(search_ctx *x, qf_search_result *out) {
     for (int i = 0; i < n_cap && !s; i++) {
         cand *cd = &x->c[i];
         char *text = NULL;
-        if ((s = qf_store_caption_get(x->st, cd->id, qf_blip2_fingerprint(cm), prompt, settings, &text, NULL)))
+        if ((s = qf_store_caption_get(x->env.st, cd->id, qf_blip2_fingerprint(cm), prompt, settings, &text, NULL)))
             break;
         if (text) { cd->caption = text; out->captions_cached++; continue; }
         qf_caption cp;
         if ((s = caption_one(cap, same_vit, cd, prompt, &gp, &cp)) || !cp.text) { qf_caption_free(&cp); continue; }
         char *ids_json = qf_caption_ids_json(&cp);
         if (!ids_json) s = qf_errorf(QF_ERR_NOMEM, "out of memory");
-        else if (qf_store_is_readonly(x->st)) {
+        else if (qf_store_is_readonly(x->env.st)) {
             if (!ro_noted) qf_log(QF_LOG_WARN, "%s is read-only here: new captions are not cached", o->db_path);
             ro_noted = 1;
-        } else if (qf_store_caption_put(x->st, cd->id, qf_blip2_fingerprint(cm), prompt, settings, cp.text, ids_json))
+        } else if (qf_store_caption_put(x->env.st, cd->id, qf_blip2_fingerprint(cm), prompt, settings, cp.text, ids_json))
             qf_log(QF_LOG_WARN, "caption of %s not cached: %s", cd->img->path, qf_last_error());
         qf_free(ids_json);
         cd->caption = cp.text;
         cp.text = NULL;
         qf_caption_free(&cp);
     }
-    qf_captioner_free(cap);
+    qf_captioner_free(own);
     return s;
 }
 
@@ -426,14 +458,54 @@ static qf_status fill_result(search_ctx *x, qf_search_result *out) {
     return QF_OK;
 }
 
+/* Stages 2-6 over x->env. */
+static qf_status run_stages(search_ctx *x, qf_search_result *out) {
+    qf_status s;
+    snprintf(out->mode, sizeof out->mode, "%s, %s", x->env.pooled ? "pooled (approximate)" : "exact", x->env.factory);
+    if (!(s = query_vectors(x)) && !(s = rank_itc(x, out)) && !(s = rerank_itm(x, out)) && !(s = caption_hits(x, out)))
+        s = fill_result(x, out);
+    return s;
+}
+
 qf_status qf_search_run(const qf_search_opts *o, qf_search_result *out) {
     memset(out, 0, sizeof *out);
     search_ctx x = { .o = o, .k = o->k > 0 ? o->k : 10 };
     x.want = o->rerank > x.k ? o->rerank : x.k;
     qf_status s;
-    if (!(s = open_index(&x, out)) && !(s = query_vectors(&x)) && !(s = rank_itc(&x, out)) &&
-        !(s = rerank_itm(&x, out)) && !(s = caption_hits(&x, out)))
-        s = fill_result(&x, out);
+    if (!(s = open_index(&x))) s = run_stages(&x, out);
+    if (s) qf_search_result_free(out);
+    ctx_free(&x);
+    return s;
+}
+
+qf_status qf_search_env_run(const qf_search_env *env, const qf_search_opts *o, qf_search_result *out) {
+    memset(out, 0, sizeof *out);
+    search_ctx x = { .o = o, .k = o->k > 0 ? o->k : 10, .env = *env };
+    x.want = o->rerank > x.k ? o->rerank : x.k;
+    qf_status s;
+    if (!(s = check_args(o, env))) s = run_stages(&x, out);
+    if (s) qf_search_result_free(out);
+    ctx_free(&x);
+    return s;
+}
+
+qf_status qf_search_caption_ids(const qf_search_env *env, const qf_search_opts *o, const int64_t *ids, int n,
+                                qf_search_result *out) {
+    memset(out, 0, sizeof *out);
+    if (!env->cap && !o->caption_model)
+        return qf_errorf(QF_ERR_ARG, "captions need a captioning checkpoint (--caption-model DIR)");
+    qf_search_opts co = *o;
+    co.caption = n;
+    search_ctx x = { .o = &co, .k = n, .env = *env };
+    qf_status s = QF_OK;
+    if (!(x.c = qf_calloc((size_t)(n > 0 ? n : 1), sizeof *x.c))) return qf_errorf(QF_ERR_NOMEM, "out of memory");
+    for (; x.n_c < n && !s; x.n_c++) {
+        cand *cd = &x.c[x.n_c];
+        cd->id = ids[x.n_c];
+        if (!(s = qf_store_image_get(env->st, cd->id, &cd->img)) && (!cd->img || cd->img->status != QF_IMAGE_OK))
+            s = qf_errorf(QF_ERR_MISSING, "no indexed image has id %lld", (long long)cd->id);
+    }
+    if (!s && !(s = caption_hits(&x, out))) s = fill_result(&x, out);
     if (s) qf_search_result_free(out);
     ctx_free(&x);
     return s;

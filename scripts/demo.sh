@@ -57,6 +57,21 @@ for q in "an astronaut in a space suit" "a cat lying down" "a cup of coffee" "a 
 done
 "$qf" search --db "$db" -k 8 --rerank 8 --caption 8 --caption-model "$cap" \
   --format html --out "$out/gallery.html" "a cat lying down"
+
+# the same index behind `qformer serve`: one API search through loopback, then SIGTERM
+echo
+echo "== qformer serve --db $db (one API request, then stopped)"
+"$qf" serve --db "$db" --caption-model "$cap" --port 0 >"$out/serve.out" &
+spid=$!
+for _ in $(seq 600); do grep -q '^qformer serve: http' "$out/serve.out" 2>/dev/null && break; sleep 0.1; done
+url=$(sed -n 's|^qformer serve: \(http://[^ ]*\) .*|\1|p' "$out/serve.out")
+if [ -n "$url" ]; then
+  python3 -c 'import json, sys, urllib.request
+r = json.load(urllib.request.urlopen(sys.argv[1] + "api/search?k=3&q=a+cat+lying+down"))
+for h in r["results"]: print("  ", h["rank"], "%.4f" % h["score"], h["path"])' "$url" || echo "demo: the API request failed" >&2
+fi
+kill -TERM "$spid"; wait "$spid" || echo "demo: qformer serve exited with an error" >&2
 echo
 echo "== demo done ($label)"
 echo "   gallery: $out/gallery.html   index: $db   images: $out/images"
+echo "   browse it: $qf serve --db $db --caption-model $cap   (then open http://127.0.0.1:8080/)"

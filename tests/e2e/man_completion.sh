@@ -89,8 +89,10 @@ complete_words() {   # complete_words WORD... : COMPREPLY for the last WORD, sor
 expect() { local want=$1; shift; local got; got=$(complete_words "$@"); check "'$*<TAB>' -> '$want' (got '$got')" test "$got" = "$want"; }
 mkdir -p "$tmp/c/models" "$tmp/c/cache/models--Salesforce--blip2-itm-vit-g/snapshots"
 touch "$tmp/c/photos.db" "$tmp/c/pic.jpg"
-expect "search" qformer se
-expect "search" qformer --verbose se
+expect "search serve" qformer se
+expect "search" qformer --verbose sea
+expect "serve" qformer serv
+expect "--port" qformer serve --po
 expect "caption" qformer help ca
 expect "--quiet" qformer --qu
 expect "--format" qformer search --fo
