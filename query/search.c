@@ -290,9 +290,12 @@ static qf_status rank_itc(search_ctx *x, qf_search_result *out) {
     qf_ann_hit *ah = NULL;
     qf_status s = QF_OK;
     if (!vi) {
-        const char *db = x->o->db_path ? x->o->db_path : "the index database";
+        const char *db = x->o->db_path;
         if ((s = rank_store(x))) return s;
-        if (x->n_c > 0 && !x->faiss_why[0])
+        if (x->n_c > 0 && !db)        /* a loaded environment (serve) */
+            qf_log(QF_LOG_WARN, "the vector index is missing or unreadable; answering from the stored features "
+                   "(a full scan); `qformer index` on the database rebuilds it");
+        else if (x->n_c > 0 && !x->faiss_why[0])
             qf_log(QF_LOG_WARN, "%s: the vector index is missing; answering from the features stored in it "
                    "(a full scan); `qformer index --db %s PATH...` rebuilds it", db, db);
         else if (x->n_c > 0)
