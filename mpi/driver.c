@@ -33,8 +33,15 @@ int qf_mpi_env_rank(void) {
     return -1;
 }
 
+/* Launched by mpirun (OpenMPI), srun / PMI (Slurm, MPICH)? A launcher sets a
+ * world size or a PMI rank; a rank variable alone (OMPI_COMM_WORLD_RANK set by
+ * hand, as tests do to see the "[rank N]" log prefix) does not start MPI. */
+static int launched(void) {
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+}
+
 qf_status qf_mpi_init(int *argc, char ***argv) {
-    if (qf_mpi_env_rank() < 0) return QF_OK;   /* not launched by mpirun / srun */
+    if (!launched()) return QF_OK;   /* not launched by mpirun / srun */
     int provided;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
         return qf_errorf(QF_ERR_MPI, "MPI_Init failed");
