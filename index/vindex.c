@@ -459,6 +459,20 @@ static int64_t reduce_images(qf_vindex_hit *h, int64_t n) {
     return m;
 }
 
+/* FAISS vector hits ids/scores[n] (id -1: none) as the best `limit` images
+ * (vector id / n_query), each scored by its best vector, into hits; cand
+ * holds n entries of scratch. Returns the number of images written. */
+static int64_t best_images(const int64_t *ids, const float *scores, size_t n, int n_query, int64_t limit,
+                           qf_vindex_hit *cand, qf_vindex_hit *hits) {
+    int64_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] >= 0) cand[m++] = (qf_vindex_hit){ ids[i] / n_query, scores[i] };
+    m = reduce_images(cand, m);
+    if (m > limit) m = limit;
+    memcpy(hits, cand, (size_t)m * sizeof *hits);
+    return m;
+}
+
 qf_status qf_vindex_search_images(const qf_vindex *vi, int n_q, const float *q,
                                   int n_query, int64_t k,
                                   qf_vindex_hit *hits, int64_t *n_hits) {
@@ -517,13 +531,7 @@ qf_status qf_vindex_search_images(const qf_vindex *vi, int n_q, const float *q,
         kp = kp > ntotal / 2 ? ntotal : kp * 2;
     }
 
-    int64_t m = 0;
-    for (size_t i = 0; i < (size_t)n_q * (size_t)kp; i++)
-        if (ids[i] >= 0) cand[m++] = (qf_vindex_hit){ ids[i] / n_query, scores[i] };
-    m = reduce_images(cand, m);
-    if (m > k) m = k;
-    memcpy(hits, cand, (size_t)m * sizeof *hits);
-    *n_hits = m;
+    *n_hits = best_images(ids, scores, (size_t)n_q * (size_t)kp, n_query, k, cand, hits);
 done:
     qf_free(scores);
     qf_free(ids);
@@ -580,13 +588,7 @@ qf_status qf_vindex_search_candidates(const qf_vindex *vi, int n_q, const float 
         st = qf_errorf(QF_ERR_INDEX, "candidate search (k'=%lld): %s", (long long)kp, faiss_msg());
         goto done;
     }
-    int64_t m = 0;
-    for (size_t i = 0; i < cap; i++)
-        if (ids[i] >= 0) cand[m++] = (qf_vindex_hit){ ids[i] / n_query, scores[i] };
-    m = reduce_images(cand, m);
-    if (m > n_images) m = n_images;
-    memcpy(hits, cand, (size_t)m * sizeof *hits);
-    *n_hits = m;
+    *n_hits = best_images(ids, scores, cap, n_query, n_images, cand, hits);
 done:
     qf_free(scores);
     qf_free(ids);
