@@ -25,6 +25,7 @@
 #include "index/store.h"
 #include "index/vindex.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define Q 32
 #define E 256
@@ -110,6 +112,19 @@ static int cmp_d(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static void evict(const char *path) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return;
+    fdatasync(fd);
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
 static void log_line(qf_log_level level, const char *msg, void *user) {
     (void)user;
     static double t0;
@@ -129,10 +144,12 @@ int main(int argc, char **argv) {
         { "queries", required_argument, 0, 'q' }, { "seed", required_argument, 0, 's' },
         { "nprobe", required_argument, 0, 'n' }, { "candidates", required_argument, 0, 'c' },
         { "max-index-memory", required_argument, 0, 'M' }, { "search-only", no_argument, 0, 'S' },
+        { "store-dtype", required_argument, 0, 'D' }, { "sweep", required_argument, 0, 'W' },
+        { "cold", no_argument, 0, 'C' },
         { 0, 0, 0, 0 },
     };
-    const char *model = NULL, *db = NULL, *dir = NULL, *factory = NULL;
-    int n_q = 200, nprobe = 0, cand = 0, search_only = 0, c;
+    const char *model = NULL, *db = NULL, *dir = NULL, *factory = NULL, *store_dtype = NULL, *sweep = NULL;
+    int n_q = 200, nprobe = 0, cand = 0, search_only = 0, cold = 0, c;
     uint64_t seed = 1;
     int64_t budget = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -147,12 +164,15 @@ int main(int argc, char **argv) {
         case 'c': cand = atoi(optarg); break;
         case 'M': if (qf_ann_parse_bytes(optarg, &budget)) return die("--max-index-memory"); break;
         case 'S': search_only = 1; break;
+        case 'D': store_dtype = optarg; break;
+        case 'W': sweep = optarg; break;
+        case 'C': cold = 1; break;
         default: return 2;
         }
     }
     if (!model || !db || !dir || n_q <= 0) {
         fprintf(stderr, "usage: bench_scale --model DIR --db FILE --images DIR [--factory F] [--queries N] "
-                        "[--seed S] [--nprobe N] [--candidates N] [--max-index-memory SIZE] [--search-only]\n");
+                        "[--seed S] [--nprobe N] [--candidates N] [--max-index-memory SIZE] [--store-dtype f32|f16] [--search-only] [--sweep NP:C,...] [--cold]\n");
         return 2;
     }
     qf_log_set(log_line, NULL);
@@ -177,7 +197,8 @@ int main(int argc, char **argv) {
     if (!search_only) {
         const char *roots[1] = { dir };
         qf_index_opts o = { .model_dir = model, .db_path = db, .factory = factory, .roots = roots, .n_roots = 1,
-                            .batch = 64, .pooled = -1, .checkpoint = 512, .max_index_memory = budget };
+                            .batch = 64, .pooled = -1, .checkpoint = 512, .max_index_memory = budget,
+                            .store_dtype = store_dtype };
         double t0 = now();
         qf_log(QF_LOG_INFO, "indexing");
         qf_indexer *ix = NULL;
@@ -228,6 +249,9 @@ int main(int argc, char **argv) {
     double t_exact0 = now();
     if (qf_ann_exact(st, Q, E, n_q, qv, 10, truth, tsc)) return die("exact");
     double t_exact = now() - t_exact0;
+    /* --cold: the database's pages leave the OS page cache before each
+     * timed pass (as after a reboot): every candidate read goes to disk */
+    if (cold) evict(db);
     int hit = 0, total = 0;
     double mean_top1 = 0;
     for (int j = 0; j < n_q; j++) {
@@ -246,9 +270,43 @@ int main(int argc, char **argv) {
         }
     }
     qsort(lat, (size_t)n_q, sizeof *lat, cmp_d);
+    /* --sweep NPROBE:CANDIDATES,...: the same queries at other settings, one
+     * exact scan for all (stderr, one JSON line each) */
+    for (const char *sw = sweep; sw && *sw;) {
+        qf_ann_params sp = p;
+        char *end;
+        sp.nprobe = (int)strtol(sw, &end, 10);
+        if (*end != ':') { fprintf(stderr, "bench_scale: --sweep wants NPROBE:CANDIDATES,...\n"); return 2; }
+        sp.candidates = (int)strtol(end + 1, &end, 10);
+        sw = *end == ',' ? end + 1 : end;
+        if (qf_ann_apply(vi, &sp)) return die("nprobe");
+        if (cold) evict(db);
+        double *sl = qf_malloc((size_t)n_q * sizeof *sl);
+        int sh = 0, stot = 0;
+        for (int j = 0; j < n_q; j++) {
+            qf_ann_hit h[10];
+            int nh = 0;
+            double t0 = now();
+            if (qf_ann_search(st, vi, &lay, &sp, 1, qv + (size_t)j * E, 10, h, &nh)) return die("search");
+            sl[j] = (now() - t0) * 1e3;
+            for (int t = 0; t < 10; t++) {
+                int64_t id = truth[(size_t)j * 10 + t];
+                if (id < 0) continue;
+                stot++;
+                for (int i = 0; i < nh; i++)
+                    if (h[i].image_id == id) { sh++; break; }
+            }
+        }
+        qsort(sl, (size_t)n_q, sizeof *sl, cmp_d);
+        fprintf(stderr, "{\"nprobe\": %d, \"candidates\": %d, \"search_ms_p50\": %.2f, \"search_ms_p95\": %.2f, "
+                        "\"recall_at_10\": %.4f}\n", sp.nprobe, sp.candidates, sl[n_q / 2], sl[(int)(n_q * 0.95)],
+                stot ? (double)sh / stot : 1.0);
+        qf_free(sl);
+    }
+    if (sweep && qf_ann_apply(vi, &p)) return die("nprobe");
     /* exact rescoring's input: SQLite blob reads of random images, 64 per
      * statement batch as qf_ann_search does */
-    double blob_us = 0;
+    double blob_us = 0, blob_sorted_us = 0;
     {
         enum { NB = 2048 };
         int64_t *rid = qf_malloc(NB * sizeof *rid);
@@ -260,6 +318,14 @@ int main(int argc, char **argv) {
         for (int i = 0; i < NB; i += 64)
             if (qf_store_feats_get_many(st, 64, rid + i, Q, E, fb, found)) return die("blob reads");
         blob_us = (now() - t0) * 1e6 / NB;
+        /* other random images, each batch of 64 read in id order as
+         * qf_ann_search does */
+        for (int i = 0; i < NB; i++) rid[i] = 1 + (int64_t)(mix(r + NB + (uint64_t)i) % (uint64_t)n_images);
+        for (int i = 0; i < NB; i += 64) qsort(rid + i, 64, sizeof *rid, cmp_i64);
+        t0 = now();
+        for (int i = 0; i < NB; i += 64)
+            if (qf_store_feats_get_many(st, 64, rid + i, Q, E, fb, found)) return die("blob reads");
+        blob_sorted_us = (now() - t0) * 1e6 / NB;
         qf_free(rid); qf_free(found); qf_free(fb);
     }
     getrusage(RUSAGE_SELF, &ru);
@@ -269,16 +335,16 @@ int main(int argc, char **argv) {
     qf_store_meta_get(st, "factory_reason", &reason);
     qf_store_meta_get(st, "tune_recall", &trec);
     printf("{\"images\": %lld, \"vectors\": %lld, \"factory\": \"%s\", \"factory_reason\": \"%s\", "
-           "\"build_s\": %.1f, \"build_cpu_s\": %.1f, \"peak_rss_build_mb\": %.0f, \"peak_rss_mb\": %.0f, "
+           "\"store_dtype\": \"%s\", \"build_s\": %.1f, \"build_cpu_s\": %.1f, \"peak_rss_build_mb\": %.0f, \"peak_rss_mb\": %.0f, "
            "\"db_bytes\": %lld, \"index_bytes\": %lld, \"index_load_s\": %.2f, "
            "\"nprobe\": %d, \"candidates\": %d, \"tuned_recall_probes\": %.4f, "
-           "\"queries\": %d, \"search_ms_p50\": %.2f, \"search_ms_p95\": %.2f, \"recall_at_10\": %.4f, "
-           "\"mean_top1_itc\": %.3f, \"exact_scan_s\": %.1f, \"blob_read_us_per_image\": %.1f}\n",
+           "\"cold\": %s, \"queries\": %d, \"search_ms_p50\": %.2f, \"search_ms_p95\": %.2f, \"recall_at_10\": %.4f, "
+           "\"mean_top1_itc\": %.3f, \"exact_scan_s\": %.1f, \"blob_read_us_per_image\": %.1f, \"blob_read_sorted_us_per_image\": %.1f}\n",
            (long long)n_images, (long long)qf_vindex_ntotal(vi), lay.factory, reason ? reason : "",
-           t_build, cpu_build, rss_build, ru.ru_maxrss / 1024.0, (long long)(file_size(db) + file_size(wal)),
+           qf_store_feats_f16(st) ? "f16" : "f32", t_build, cpu_build, rss_build, ru.ru_maxrss / 1024.0, (long long)(file_size(db) + file_size(wal)),
            (long long)file_size(fpath), t_load, p.nprobe, p.candidates, trec ? atof(trec) : 1.0,
-           n_q, lat[n_q / 2], lat[(int)(n_q * 0.95)], total ? (double)hit / total : 1.0,
-           mean_top1 / n_q, t_exact, blob_us);
+           cold ? "true" : "false", n_q, lat[n_q / 2], lat[(int)(n_q * 0.95)], total ? (double)hit / total : 1.0,
+           mean_top1 / n_q, t_exact, blob_us, blob_sorted_us);
     qf_free(reason);
     qf_free(trec);
     (void)rep;

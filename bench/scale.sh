@@ -7,12 +7,15 @@
 # search settings, search latency p50/p95 and recall@10 against an exact scan.
 #
 #   bench/scale.sh N [--factory F] [--max-index-memory SIZE] [--queries Q]
-#                    [--nprobe N] [--candidates N] [--seed S] [--search-only]
+#                    [--nprobe N] [--candidates N] [--seed S] [--store-dtype f16]
+#                    [--search-only] [--sweep NPROBE:CANDIDATES,...] [--cold]
 #
 # Default factory: auto (as `qformer index`). Environment: QF_BINARY_DIR (build
 # folder, default ./build), QF_SCALE_DIR=DIR keeps the work folder (database,
 # index, empty image files) there and reuses it (add --search-only to measure
-# other --nprobe/--candidates on the database already built). Disk: ~33 KiB per
+# other --nprobe/--candidates on the database already built; --sweep prints
+# latency and recall at each listed setting to stderr, one JSON line each;
+# --cold drops the database from the OS page cache before each timed pass). Disk: ~33 KiB per
 # image (F32 features in SQLite) + the index. Not part of ctest. Figures in the
 # README were taken with OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 nice -n 10.
 set -euo pipefail

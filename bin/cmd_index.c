@@ -34,7 +34,7 @@ static const char usage_text[] =
     "                   beyond, chosen for its size and --max-index-memory; the choice\n"
     "                   and why are printed and kept), Flat, or e.g. IVF4096,PQ32\n"
     "                   (trained on the corpus at the end). Approximate indexes get\n"
-    "                   their search settings tuned for recall@10 >= 0.98 on the corpus.\n"
+    "                   their search settings tuned for recall@10 >= 0.97 on the corpus.\n"
     "  --max-index-memory SIZE\n"
     "                   RAM budget of the vector index for --factory auto (default 2G)\n"
     "  --dtype T        ViT arithmetic: f32 (default, exact to HF) or bf16 (BF16 weights\n"
@@ -248,7 +248,7 @@ int qf_cmd_index(int argc, char **argv) {
             if (r.candidates > 0)
                 printf("search settings%s: nprobe %d, %d candidates rescored exactly; recall@10 %.3f on probe "
                        "queries%s\n", r.tuned ? " (tuned)" : "", r.nprobe, r.candidates, r.recall,
-                       r.recall_reached ? "" : " (below the 0.98 target: consider a finer --factory)");
+                       r.recall_reached ? "" : " (below the target: consider a finer --factory)");
         }
         if (r.scan_errors) printf("%ld path%s could not be scanned (see above)\n", r.scan_errors, r.scan_errors == 1 ? "" : "s");
         if (r.failed) printf("bad files are listed by `qformer info --db %s --failures`\n", o.db_path);

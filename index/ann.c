@@ -85,6 +85,11 @@ static int hit_cmp(const void *a, const void *b) {     /* itc desc, id asc */
 
 #define RESCORE_BATCH 64
 
+static int vhit_by_id(const void *a, const void *b) {
+    const qf_vindex_hit *x = a, *y = b;
+    return (x->image_id > y->image_id) - (x->image_id < y->image_id);
+}
+
 qf_status qf_ann_search(qf_store *st, const qf_vindex *vi, const qf_ann_layout *lay,
                         const qf_ann_params *p, int n_qv, const float *qv, int k,
                         qf_ann_hit *hits, int *n_hits) {
@@ -113,10 +118,18 @@ qf_status qf_ann_search(qf_store *st, const qf_vindex *vi, const qf_ann_layout *
                        : qf_vindex_search_candidates(vi, n_qv, qv, per, kc, vh, &nh);
         if (s) goto done;
         n_got = 0;
+        /* read in id order: the features lie in the database's B-tree by
+         * image id, so neighbouring candidates share pages and read-ahead */
+        qsort(vh, (size_t)nh, sizeof *vh, vhit_by_id);
+        /* and with read-ahead: cold blobs are read several at a time */
+        int64_t *all = qf_malloc((size_t)(nh > 0 ? nh : 1) * sizeof *all);
+        if (all) for (int64_t j = 0; j < nh; j++) all[j] = vh[j].image_id;
+        qf_store_prefetch *pf = all && nh >= RESCORE_BATCH ? qf_store_feats_prefetch(st, nh, all) : NULL;
+        qf_free(all);
         for (int64_t i0 = 0; i0 < nh; i0 += RESCORE_BATCH) {
             int64_t nb = nh - i0 < RESCORE_BATCH ? nh - i0 : RESCORE_BATCH;
             for (int64_t j = 0; j < nb; j++) ids[j] = vh[i0 + j].image_id;
-            if ((s = qf_store_feats_get_many(st, nb, ids, Q, E, feats, found))) goto done;
+            if ((s = qf_store_feats_get_many(st, nb, ids, Q, E, feats, found))) { qf_store_prefetch_end(pf); goto done; }
             for (int64_t j = 0; j < nb; j++) {
                 if (!found[j]) continue;        /* deleted or re-queued since FAISS was written */
                 const float *f = feats + (size_t)j * Q * E;
@@ -128,6 +141,7 @@ qf_status qf_ann_search(qf_store *st, const qf_vindex *vi, const qf_ann_layout *
                 got[n_got++] = (qf_ann_hit){ ids[j], best };
             }
         }
+        qf_store_prefetch_end(pf);
         if (n_got >= k || nh < kc || kc > INT32_MAX / 4) break;   /* enough, or FAISS has no more */
         kc *= 2;
     }
@@ -271,13 +285,15 @@ done:
 
 /* Rough cost of one query in microseconds on a Zen 4 core pair: scanning
  * the visited vectors' codes, plus reading and scoring each candidate's
- * features from SQLite (32 KiB blob + 32 dot products of 256). A model, not
- * a timing, so that the same corpus always gets the same settings. */
+ * features from SQLite (a 32 KiB blob + 32 dot products of 256: 29 us per
+ * image measured with the database in the page cache at 100k images,
+ * 58-183 us at 1M images, whose 33 GB do not fit it; bench/scale.sh). A model, not a timing, so that the same corpus always
+ * gets the same settings. */
 static double cost_us(int64_t ntotal, int64_t nlist, int64_t code_size, int nprobe, int cand) {
     double frac = nlist > 0 ? (double)nprobe / (double)nlist : 1.0;
     if (frac > 1) frac = 1;
     double scan = frac * (double)ntotal * (2.0 + (double)code_size / 4.0) * 1e-3;
-    return scan + (double)cand * 10.0;
+    return scan + (double)cand * 50.0;
 }
 
 static int cmp_i32(const void *a, const void *b) {
@@ -327,6 +343,10 @@ qf_status qf_ann_tune(qf_store *st, qf_vindex *vi, const qf_ann_layout *lay, qf_
     for (int64_t nprobe = nlist ? 1 : 0;; nprobe *= 2) {
         if (nlist) {
             if (nprobe > nlist) nprobe = nlist;
+            /* the cost grows with nprobe: once even k candidates at this
+             * nprobe cost more than the best pair found, no larger nprobe
+             * can win (and the widest scans are the slowest to try) */
+            if (cost_us(ntotal, nlist, code, (int)nprobe, k) >= best_cost) break;
             if ((s = qf_vindex_set_param(vi, "nprobe", (double)nprobe))) goto done;
         }
         /* position of each true top-k image in this nprobe's candidate order */
@@ -460,10 +480,15 @@ void qf_ann_choose(int64_t n, int dim, int64_t budget, char *factory, size_t cap
                  qf_format_bytes((double)budget, b2, sizeof b2));
         return;
     }
-    /* nlist ~ 4 sqrt(n), a power of two in [16, 65536], with >= 39 training
-     * vectors per cell (FAISS's minimum for a stable k-means) */
+    /* nlist ~ 4 sqrt(n), a power of two >= 16, with >= 39 training vectors
+     * per cell (FAISS's minimum for a stable k-means) in the training
+     * sample, which holds at most QF_ANN_TRAIN_MAX_VECTORS: 4096 cells from
+     * ~1M vectors on. That also bounds the build: assigning each vector to
+     * its cell costs nlist dot products (32M vectors x 4096 cells ~ 8 min
+     * on a Zen 4 core pair; 16384 would take half an hour). */
+    const int64_t sample = n < QF_ANN_TRAIN_MAX_VECTORS ? n : QF_ANN_TRAIN_MAX_VECTORS;
     int64_t nlist = 16;
-    while (nlist * 2 <= 65536 && (double)nlist * 2 <= 4 * sqrt((double)n) && nlist * 2 * 39 <= n) nlist *= 2;
+    while ((double)nlist * 2 <= 4 * sqrt((double)n) && nlist * 2 * 39 <= sample) nlist *= 2;
     static const char *const codes[] = { "Flat", "SQ8", "PQ64", "PQ32", "PQ16" };
     const char *code = "PQ16";
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {

@@ -27,7 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TRAIN_MAX_VECTORS 262144
 
 typedef struct { int64_t id; char *path; } queued;
 
@@ -605,13 +604,25 @@ typedef struct {
     float      *vec;      /* batch buffer */
     int64_t    *ids;
     int64_t     n, cap;   /* vectors in the batch / capacity */
-    int64_t     stride, seen;   /* training sample: every stride-th image */
-    int         train;
+    int         train;    /* collecting the training sample */
+    int64_t     added, total, next_log;   /* vectors added / to add; progress */
+    double      t0;
 } feeder;
 
 static qf_status flush(feeder *f) {
     qf_status s = QF_OK;
-    if (f->n && !f->train) s = qf_vindex_add(f->vi, f->n, f->vec, f->ids);
+    if (f->n && !f->train) {
+        s = qf_vindex_add(f->vi, f->n, f->vec, f->ids);
+        f->added += f->n;
+        /* a million images take minutes here: say how far it got, every 10% */
+        if (!s && f->total >= 1000000 && f->added >= f->next_log) {
+            double dt = qf_now() - f->t0;
+            qf_log(QF_LOG_INFO, "adding to %s: %lld of %lld vectors (%.0f%%, %.0f s, ~%.0f s left)",
+                   f->ix->factory, (long long)f->added, (long long)f->total, 100.0 * f->added / f->total,
+                   dt, dt * (double)(f->total - f->added) / (double)f->added);
+            f->next_log = f->added + f->total / 10;
+        }
+    }
     if (!f->train) f->n = 0;
     return s;
 }
@@ -620,7 +631,6 @@ static qf_status feed(int64_t id, const float *feats, void *user) {
     feeder *f = user;
     const qf_indexer *ix = f->ix;
     int per = ix->pooled ? 1 : ix->Q;
-    if (f->train && f->seen++ % f->stride) return QF_OK;
     if (f->n + per > f->cap) {
         if (f->train) return QF_OK;
         qf_status s = flush(f);
@@ -629,6 +639,25 @@ static qf_status feed(int64_t id, const float *feats, void *user) {
     image_vectors(ix, id, feats, f->vec + f->n * ix->E, f->ids + f->n);
     f->n += per;
     return QF_OK;
+}
+
+static qf_status train_sample(qf_indexer *ix, int64_t stride, feeder *f) {
+    enum { BATCH = 64 };
+    int64_t *all = NULL, n_all = 0, ids[BATCH];
+    int found[BATCH];
+    float *feats = qf_malloc((size_t)BATCH * ix->Q * ix->E * sizeof *feats);
+    qf_status s = feats ? qf_store_image_ids(ix->st, QF_IMAGE_OK, &all, &n_all)
+                        : qf_errorf(QF_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; !s && i < n_all; i += stride * BATCH) {
+        int n = 0;
+        for (int64_t j = i; j < n_all && n < BATCH; j += stride) ids[n++] = all[j];
+        if ((s = qf_store_feats_get_many(ix->st, n, ids, ix->Q, ix->E, feats, found))) break;
+        for (int j = 0; j < n && !s; j++)
+            if (found[j]) s = feed(ids[j], feats + (size_t)j * ix->Q * ix->E, f);
+    }
+    qf_free(all);
+    qf_free(feats);
+    return s;
 }
 
 static qf_status rebuild(qf_indexer *ix, qf_vindex **out) {
@@ -643,14 +672,16 @@ static qf_status rebuild(qf_indexer *ix, qf_vindex **out) {
     if (!qf_vindex_is_trained(vi)) {
         int64_t min_n = 0, good_n = 0, have = counts[QF_IMAGE_OK] * per;
         qf_vindex_train_size(vi, &min_n, &good_n);
-        int64_t want = good_n > 0 && good_n < TRAIN_MAX_VECTORS ? good_n : TRAIN_MAX_VECTORS;
-        f.stride = have > want ? (have + want - 1) / want : 1;
-        f.cap = (have + f.stride - 1) / f.stride + per;
+        int64_t want = good_n > 0 && good_n < QF_ANN_TRAIN_MAX_VECTORS ? good_n : QF_ANN_TRAIN_MAX_VECTORS;
+        int64_t stride = have > want ? (have + want - 1) / want : 1;
+        f.cap = (have + stride - 1) / stride + per;
         f.train = 1;
         f.vec = qf_malloc((size_t)f.cap * ix->E * sizeof(float));
         f.ids = qf_malloc((size_t)f.cap * sizeof(int64_t));
         if (!f.vec || !f.ids) { s = qf_errorf(QF_ERR_NOMEM, "out of memory for %lld training vectors", (long long)f.cap); goto fail; }
-        if ((s = qf_store_feats_foreach(ix->st, feed, &f))) goto fail;
+        /* every stride-th image; only those features are read (a full pass
+         * over a million images' features would read 31 GiB) */
+        if ((s = train_sample(ix, stride, &f))) goto fail;
         qf_log(QF_LOG_INFO, "training %s on %lld vectors", ix->factory, (long long)f.n);
         if ((s = qf_vindex_train(vi, f.n, f.vec))) goto fail;
         if ((s = meta_set_int(ix->st, "trained_vectors", have))) goto fail;
@@ -661,6 +692,9 @@ static qf_status rebuild(qf_indexer *ix, qf_vindex **out) {
     }
     f.train = 0;
     f.n = 0;
+    f.total = counts[QF_IMAGE_OK] * per;
+    f.next_log = f.total / 10;
+    f.t0 = qf_now();
     f.cap = (int64_t)per * 1024;
     f.vec = qf_malloc((size_t)f.cap * ix->E * sizeof(float));
     f.ids = qf_malloc((size_t)f.cap * sizeof(int64_t));

@@ -171,6 +171,16 @@ qf_status qf_store_feats_get_many(qf_store *st, int64_t n, const int64_t *ids, i
 /* Calls fn for the features of every ok image, in image id order; feats
  * [n_query * dim as stored] is borrowed, valid during the call. fn must not
  * write to the store; a non-QF_OK return stops the walk and is returned. */
+/* Read-ahead for a qf_store_feats_get_many over `ids` (in that order):
+ * background readers on their own read-only connections bring the blobs
+ * into the OS page cache while the caller reads them, so that cold reads
+ * overlap. Only a hint: it changes no result and reports no error (NULL
+ * when it could not start). qf_store_prefetch_end stops and joins them
+ * (NULL ok); call it before the store is closed. */
+typedef struct qf_store_prefetch qf_store_prefetch;
+qf_store_prefetch *qf_store_feats_prefetch(qf_store *st, int64_t n, const int64_t *ids);
+void qf_store_prefetch_end(qf_store_prefetch *pf);
+
 typedef qf_status (*qf_store_feats_fn)(int64_t image_id, const float *feats, void *user);
 qf_status qf_store_feats_foreach(qf_store *st, qf_store_feats_fn fn, void *user);
 

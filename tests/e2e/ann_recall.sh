@@ -32,7 +32,7 @@ check("chosen by    --factory auto: 480 vectors" in run("info", "--db", tmp + "/
 r = run("index", "--model", itm, "--db", tmp + "/auto.db", "--max-index-memory", "8K", "--quiet", corpus)
 info = json.loads(run("info", "--db", tmp + "/auto.db", "--format", "json").stdout)
 check(info["factory"].startswith("IVF16,") and "over budget" in info["factory_reason"], f"budget 8K: {info['factory']}: {info['factory_reason']}")
-check(info["search"]["candidates"] > 0 and info["search"]["tuned_recall"] >= 0.98, f"budget 8K: tuned {info['search']}")
+check(info["search"]["candidates"] > 0 and info["search"]["tuned_recall"] >= 0.97, f"budget 8K: tuned {info['search']}")
 r = run("index", "--model", itm, "--db", tmp + "/x.db", "--max-index-memory", "lots", corpus, check=False)
 check(r.returncode == 2 and "'lots' is not a size" in r.stderr, f"bad --max-index-memory: {r.returncode} {r.stderr}")
 
@@ -43,7 +43,7 @@ check("search settings (tuned): nprobe" in r.stdout, "tuning reported: " + r.std
 info = json.loads(run("info", "--db", db, "--format", "json").stdout)
 s = info["search"]
 check(not s["exact"] and 1 <= s["nprobe"] <= 4 and 10 <= s["candidates"] <= 60, f"tuned settings {s}")
-check(s["tuned_recall"] >= 0.98 and s["tuned_images"] == 60 and s["tuned_probes"] == 60, f"tuned recall {s}")
+check(s["tuned_recall"] >= 0.97 and s["tuned_images"] == 60 and s["tuned_probes"] == 60, f"tuned recall {s}")
 check(f"search       nprobe {s['nprobe']}, {s['candidates']} candidates" in run("info", "--db", db).stdout, "info text: settings")
 
 # search at the defaults = brute force over the exported features

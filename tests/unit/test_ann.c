@@ -240,12 +240,12 @@ static void test_choose(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(why, "192000 vectors"));
     /* 1M images: IVF with PQ32 in 2 GiB, within budget */
     qf_ann_choose(32000000, 256, 2 * G, f, sizeof f, why, sizeof why);
-    CU_ASSERT_STRING_EQUAL(f, "IVF16384,PQ32");
+    CU_ASSERT_STRING_EQUAL(f, "IVF4096,PQ32");     /* nlist capped by the sample */
     CU_ASSERT(qf_ann_index_bytes(f, 32000000, 256) <= 2 * G);
     CU_ASSERT_PTR_NOT_NULL(strstr(why, "over budget"));      /* Flat's 30 GiB is */
     /* more memory: a finer code */
     qf_ann_choose(32000000, 256, 12 * G, f, sizeof f, why, sizeof why);
-    CU_ASSERT_STRING_EQUAL(f, "IVF16384,SQ8");
+    CU_ASSERT_STRING_EQUAL(f, "IVF4096,SQ8");
     /* 50k images, 2 GiB: the IVF holds the vectors themselves */
     qf_ann_choose(50000 * 32, 256, 2 * G, f, sizeof f, why, sizeof why);
     CU_ASSERT_STRING_EQUAL(f, "IVF4096,Flat");
@@ -255,6 +255,10 @@ static void test_choose(void) {
     /* nlist keeps >= 39 training vectors per cell */
     qf_ann_choose(400000, 256, 2 * G, f, sizeof f, why, sizeof why);
     CU_ASSERT(atoll(f + 3) * 39 <= 400000);
+    /* and in the training sample however large the corpus */
+    qf_ann_choose(3200000000LL, 256, 1024 * G, f, sizeof f, why, sizeof why);
+    CU_ASSERT(atoll(f + 3) * 39 <= QF_ANN_TRAIN_MAX_VECTORS);
+    CU_ASSERT(atoll(f + 3) >= 4096);
 }
 
 static void test_parse_bytes(void) {

@@ -446,6 +446,43 @@ static void test_feats_and_hash(void) {
     qf_store_close(st);
 }
 
+/* Read-ahead is a hint: with it, get_many reads the same bits, missing ids
+ * included, in a write transaction too (its readers see the last commit). */
+static void test_prefetch(void) {
+    enum { N = 80, Q = 4, E = 8 };
+    qf_store *st = open_ok(db_path("prefetch.db"), 0);
+    static float f[N][Q * E], out[N + 4][Q * E];
+    int64_t id[N + 4];
+    int found[N + 4];
+    CU_ASSERT_EQUAL(qf_store_begin(st), QF_OK);
+    for (int i = 0; i < N; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/p/%d.jpg", i);
+        for (int j = 0; j < Q * E; j++) f[i][j] = (float)(i * 1000 + j) / 3.0f;
+        CU_ASSERT_EQUAL(qf_store_image_upsert(st, path, 10, 10, NULL, &id[i]), QF_OK);
+        CU_ASSERT_EQUAL(qf_store_feats_put(st, id[i], Q, E, f[i]), QF_OK);
+        CU_ASSERT_EQUAL(qf_store_image_mark_ok(st, id[i], 8, 8), QF_OK);
+    }
+    CU_ASSERT_EQUAL(qf_store_commit(st), QF_OK);
+    for (int i = N; i < N + 4; i++) id[i] = 100000 + i;          /* not stored */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) CU_ASSERT_EQUAL(qf_store_begin(st), QF_OK);    /* inside a write transaction */
+        qf_store_prefetch *pf = qf_store_feats_prefetch(st, N + 4, id);
+        CU_ASSERT_PTR_NOT_NULL(pf);
+        memset(out, 0, sizeof out);
+        CU_ASSERT_EQUAL(qf_store_feats_get_many(st, N + 4, id, Q, E, &out[0][0], found), QF_OK);
+        qf_store_prefetch_end(pf);
+        int same = 1;
+        for (int i = 0; i < N; i++) same &= found[i] && memcmp(out[i], f[i], sizeof f[i]) == 0;
+        for (int i = N; i < N + 4; i++) same &= !found[i];
+        CU_ASSERT(same);
+        if (pass) CU_ASSERT_EQUAL(qf_store_commit(st), QF_OK);
+    }
+    qf_store_prefetch_end(NULL);
+    CU_ASSERT_PTR_NULL(qf_store_feats_prefetch(st, 1, id));        /* nothing to overlap */
+    qf_store_close(st);
+}
+
 /* Child: takes the lock, tells the parent, then dies as `how` says. */
 static pid_t lock_in_child(const char *path, int how) {
     int fds[2];
@@ -567,6 +604,7 @@ static CU_TestInfo tests[] = {
     { "integrity", test_integrity },
     { "transactions", test_transactions },
     { "feats_and_hash", test_feats_and_hash },
+    { "prefetch", test_prefetch },
     { "lock", test_lock },
     { "hash", test_hash },
     { "alloc_failures", test_alloc_failures },
