@@ -77,7 +77,8 @@ dbs = [tmp + "/k0.db"]
 phases = []
 # The timings above were taken at one moment; on a shared machine the load
 # (and so start-up time and rate) changes from run to run. `scale` stretches
-# the window each time a kill found no progress at all, and every fourth kill
+# the window each time a kill found no progress at all and shrinks it each
+# time the run had already ended (ASan under ctest -j2 saw both), and every fourth kill
 # is placed by progress rather than by time: it waits until the run has
 # committed something, then kills after a short random delay, so kills fall in
 # the middle of the embedding however fast or slow the machine is right now.
@@ -108,6 +109,8 @@ for k in range(20):
     after = done_count(db)
     if not exited and after == before:
         scale = min(scale * 1.5, 16.0)
+    elif exited and not by_progress:
+        scale = max(scale / 1.5, 0.25)     # the load fell: the run beat the kill
     phases.append((round(delay, 3), batch, ckpt, before, after, "exited" if exited else "killed"))
     if exited and after == N + 2:
         dbs.append(f"{tmp}/k{len(dbs)}.db")
