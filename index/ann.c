@@ -84,6 +84,7 @@ static int hit_cmp(const void *a, const void *b) {     /* itc desc, id asc */
 }
 
 #define RESCORE_BATCH 64
+#define COLD_READ_S   80e-6   /* one blob read: 20-40 us from the page cache, 90-500 us from disk */
 
 static int vhit_by_id(const void *a, const void *b) {
     const qf_vindex_hit *x = a, *y = b;
@@ -97,8 +98,8 @@ qf_status qf_ann_search(qf_store *st, const qf_vindex *vi, const qf_ann_layout *
     qf_status s = QF_OK;
     qf_vindex_hit *vh = NULL;
     qf_ann_hit *got = NULL;
+    int64_t *ids = NULL;
     float *feats = NULL;
-    int64_t ids[RESCORE_BATCH];
     int found[RESCORE_BATCH];
     *n_hits = 0;
     if (k <= 0 || n_qv <= 0) return qf_errorf(QF_ERR_ARG, "search: k=%d n_qv=%d must be positive", k, n_qv);
@@ -111,25 +112,29 @@ qf_status qf_ann_search(qf_store *st, const qf_vindex *vi, const qf_ann_layout *
         int64_t nh = 0;
         qf_vindex_hit *nvh = qf_realloc(vh, (size_t)kc * sizeof *vh);
         qf_ann_hit *ngot = nvh ? qf_realloc(got, (size_t)kc * sizeof *got) : NULL;
+        int64_t *nids = ngot ? qf_realloc(ids, (size_t)kc * sizeof *ids) : NULL;
         if (nvh) vh = nvh;
         if (ngot) got = ngot;
-        if (!nvh || !ngot) { s = qf_errorf(QF_ERR_NOMEM, "out of memory (%lld candidates)", (long long)kc); goto done; }
+        if (nids) ids = nids;
+        if (!nids) { s = qf_errorf(QF_ERR_NOMEM, "out of memory (%lld candidates)", (long long)kc); goto done; }
         s = lay->exact ? qf_vindex_search_images(vi, n_qv, qv, per, kc, vh, &nh)
                        : qf_vindex_search_candidates(vi, n_qv, qv, per, kc, vh, &nh);
         if (s) goto done;
         n_got = 0;
-        /* read in id order: the features lie in the database's B-tree by
-         * image id, so neighbouring candidates share pages and read-ahead */
+        /* the candidates in id order (the B-tree's). With many of them the
+         * first is read alone and timed: if it came from disk (the page
+         * cache does not hold the database, e.g. 33 GB at 1M images), the
+         * rest are read with read-ahead, several cold blobs at a time; warm,
+         * read-ahead would only duplicate the reads on the same cores */
         qsort(vh, (size_t)nh, sizeof *vh, vhit_by_id);
-        /* and with read-ahead: cold blobs are read several at a time */
-        int64_t *all = qf_malloc((size_t)(nh > 0 ? nh : 1) * sizeof *all);
-        if (all) for (int64_t j = 0; j < nh; j++) all[j] = vh[j].image_id;
-        qf_store_prefetch *pf = all && nh >= RESCORE_BATCH ? qf_store_feats_prefetch(st, nh, all) : NULL;
-        qf_free(all);
-        for (int64_t i0 = 0; i0 < nh; i0 += RESCORE_BATCH) {
-            int64_t nb = nh - i0 < RESCORE_BATCH ? nh - i0 : RESCORE_BATCH;
-            for (int64_t j = 0; j < nb; j++) ids[j] = vh[i0 + j].image_id;
-            if ((s = qf_store_feats_get_many(st, nb, ids, Q, E, feats, found))) { qf_store_prefetch_end(pf); goto done; }
+        for (int64_t j = 0; j < nh; j++) ids[j] = vh[j].image_id;
+        qf_store_prefetch *pf = NULL;
+        for (int64_t i0 = 0, nb; i0 < nh; i0 += nb) {
+            int probe = i0 == 0 && nh >= RESCORE_BATCH;
+            nb = probe ? 1 : nh - i0 < RESCORE_BATCH ? nh - i0 : RESCORE_BATCH;
+            double t0 = probe ? now() : 0;
+            if ((s = qf_store_feats_get_many(st, nb, ids + i0, Q, E, feats, found))) { qf_store_prefetch_end(pf); goto done; }
+            if (probe && now() - t0 > COLD_READ_S) pf = qf_store_feats_prefetch(st, nh, ids);
             for (int64_t j = 0; j < nb; j++) {
                 if (!found[j]) continue;        /* deleted or re-queued since FAISS was written */
                 const float *f = feats + (size_t)j * Q * E;
@@ -138,7 +143,7 @@ qf_status qf_ann_search(qf_store *st, const qf_vindex *vi, const qf_ann_layout *
                     float sc = qf_blip2_itc_score(f, Q, qv + (size_t)a * E, E);
                     if (sc > best) best = sc;
                 }
-                got[n_got++] = (qf_ann_hit){ ids[j], best };
+                got[n_got++] = (qf_ann_hit){ ids[i0 + j], best };
             }
         }
         qf_store_prefetch_end(pf);
@@ -151,6 +156,7 @@ qf_status qf_ann_search(qf_store *st, const qf_vindex *vi, const qf_ann_layout *
 done:
     qf_free(vh);
     qf_free(got);
+    qf_free(ids);
     qf_free(feats);
     return s;
 }

@@ -28,6 +28,17 @@
 extern const char *const qf_schema_migrations[];
 extern const int qf_schema_version;
 
+/* Read-ahead connections (qf_store_feats_prefetch): opened on first use,
+ * kept until the store closes, each used by one reader thread at a time. */
+#ifndef QF_PREFETCH_THREADS
+#define QF_PREFETCH_THREADS 8
+#endif
+typedef struct {
+    sqlite3      *db;
+    sqlite3_stmt *s;
+    int           f16;      /* the table `s` reads */
+} prefetch_conn;
+
 struct qf_store {
     sqlite3 *db;
     char    *path;
@@ -37,7 +48,14 @@ struct qf_store {
     int      feats_f16;   /* ITC features in image_feats_f16 (meta store_dtype 'f16') */
     char    *open_name;   /* what sqlite3_open_v2 was given (path or URI), */
     int      open_flags;  /* and how: read-ahead connections open the same */
+    prefetch_conn pf_conn[QF_PREFETCH_THREADS];
 };
+
+static void prefetch_conn_close(prefetch_conn *c) {
+    sqlite3_finalize(c->s);
+    sqlite3_close_v2(c->db);
+    *c = (prefetch_conn){ 0 };
+}
 
 /* ---- SQLite error text --------------------------------------------------------- */
 
@@ -346,6 +364,7 @@ fail:
 
 void qf_store_close(qf_store *st) {
     if (!st) return;
+    for (int t = 0; t < QF_PREFETCH_THREADS; t++) prefetch_conn_close(&st->pf_conn[t]);
     if (st->db) sqlite3_close_v2(st->db);
     if (st->lock_fd >= 0) close(st->lock_fd);     /* drops the flock */
     qf_free(st->open_name);
@@ -809,13 +828,12 @@ done:
  * a million images); several readers keep several in flight. Measured at
  * 1M images, 243 candidates, page cache dropped (bench/scale.sh --cold):
  * search p50/p95 120/259 ms without, 91/183 ms with 3 readers, 83/121 ms
- * with 8. */
-#ifndef QF_PREFETCH_THREADS
-#define QF_PREFETCH_THREADS 8
-#endif
-
+ * with 8. Warm, the readers only duplicate the reads on the same cores
+ * (+2.5 ms at 64 candidates): qf_ann_search starts them only when its
+ * first read was slow. */
 typedef struct {
     struct qf_store_prefetch *pf;
+    prefetch_conn *conn;
     int first;
     pthread_t th;
     int started;
@@ -825,7 +843,7 @@ struct qf_store_prefetch {
     const char *name;
     int flags, f16;
     int64_t n;
-    int64_t *ids;
+    const int64_t *ids;   /* the caller's, valid until qf_store_prefetch_end */
     volatile int stop;
     prefetch_worker w[QF_PREFETCH_THREADS];
 };
@@ -833,34 +851,36 @@ struct qf_store_prefetch {
 static void *prefetch_run(void *arg) {
     prefetch_worker *w = arg;
     struct qf_store_prefetch *pf = w->pf;
-    sqlite3 *db = NULL;
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_open_v2(pf->name, &db, pf->flags & ~SQLITE_OPEN_CREATE, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, pf->f16 ? "SELECT f16 FROM image_feats_f16 WHERE image_id = ?1"
-                                       : "SELECT f32 FROM image_feats WHERE image_id = ?1", -1, &s, NULL) == SQLITE_OK) {
-        for (int64_t i = w->first; i < pf->n && !pf->stop; i += QF_PREFETCH_THREADS) {
-            sqlite3_bind_int64(s, 1, pf->ids[i]);
-            if (sqlite3_step(s) == SQLITE_ROW) (void)sqlite3_column_blob(s, 0);
-            sqlite3_reset(s);
-        }
+    prefetch_conn *c = w->conn;
+    if (c->db && c->f16 != pf->f16) prefetch_conn_close(c);      /* the store switched tables */
+    if (!c->db && (sqlite3_open_v2(pf->name, &c->db, pf->flags & ~SQLITE_OPEN_CREATE, NULL) != SQLITE_OK ||
+                   sqlite3_prepare_v2(c->db, pf->f16 ? "SELECT f16 FROM image_feats_f16 WHERE image_id = ?1"
+                                                     : "SELECT f32 FROM image_feats WHERE image_id = ?1",
+                                      -1, &c->s, NULL) != SQLITE_OK)) {
+        prefetch_conn_close(c);
+        return NULL;
     }
-    sqlite3_finalize(s);
-    sqlite3_close_v2(db);
+    c->f16 = pf->f16;
+    for (int64_t i = w->first; i < pf->n && !pf->stop; i += QF_PREFETCH_THREADS) {
+        sqlite3_bind_int64(c->s, 1, pf->ids[i]);
+        if (sqlite3_step(c->s) == SQLITE_ROW) (void)sqlite3_column_blob(c->s, 0);
+        sqlite3_reset(c->s);
+    }
     return NULL;
 }
 
 qf_store_prefetch *qf_store_feats_prefetch(qf_store *st, int64_t n, const int64_t *ids) {
     if (n < 2 || !st->open_name) return NULL;
     struct qf_store_prefetch *pf = qf_calloc(1, sizeof *pf);
-    if (!pf || !(pf->ids = qf_malloc((size_t)n * sizeof *pf->ids))) { qf_free(pf); return NULL; }
-    memcpy(pf->ids, ids, (size_t)n * sizeof *ids);
+    if (!pf) return NULL;
+    pf->ids = ids;
     pf->name = st->open_name;
     pf->flags = st->open_flags;
     pf->f16 = st->feats_f16;
     pf->n = n;
     for (int t = 0; t < QF_PREFETCH_THREADS; t++) {
         /* the caller reads item 0 itself; the readers start from item 1 */
-        pf->w[t] = (prefetch_worker){ .pf = pf, .first = 1 + t };
+        pf->w[t] = (prefetch_worker){ .pf = pf, .conn = &st->pf_conn[t], .first = 1 + t };
         pf->w[t].started = pthread_create(&pf->w[t].th, NULL, prefetch_run, &pf->w[t]) == 0;
     }
     return pf;
@@ -871,7 +891,6 @@ void qf_store_prefetch_end(qf_store_prefetch *pf) {
     pf->stop = 1;
     for (int t = 0; t < QF_PREFETCH_THREADS; t++)
         if (pf->w[t].started) pthread_join(pf->w[t].th, NULL);
-    qf_free(pf->ids);
     qf_free(pf);
 }
 

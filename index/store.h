@@ -175,8 +175,8 @@ qf_status qf_store_feats_get_many(qf_store *st, int64_t n, const int64_t *ids, i
  * background readers on their own read-only connections bring the blobs
  * into the OS page cache while the caller reads them, so that cold reads
  * overlap. Only a hint: it changes no result and reports no error (NULL
- * when it could not start). qf_store_prefetch_end stops and joins them
- * (NULL ok); call it before the store is closed. */
+ * when it could not start). `ids` must stay valid, and the store open,
+ * until qf_store_prefetch_end stops and joins them (NULL ok). */
 typedef struct qf_store_prefetch qf_store_prefetch;
 qf_store_prefetch *qf_store_feats_prefetch(qf_store *st, int64_t n, const int64_t *ids);
 void qf_store_prefetch_end(qf_store_prefetch *pf);
